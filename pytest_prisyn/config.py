@@ -1,0 +1,143 @@
+"""Resolving settings: command line, then environment, then ini, then defaults."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pytest_prisyn.errors import ConfigError
+
+BACKENDS = ("auto", "gemini", "simulate")
+GENERATIONS = ("spec", "rows")
+DEFAULT_MODEL = "gemini-2.5-flash"
+DEFAULT_CACHE_DIR = ".prisyn"
+KEY_VARIABLES = ("GOOGLE_API_KEY", "GEMINI_API_KEY")  # the SDK's order: first wins
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run needs to know to find or make datasets."""
+
+    backend: str = "auto"
+    model: str = DEFAULT_MODEL
+    generation: str = "spec"
+    cache_dir: Path = Path(DEFAULT_CACHE_DIR)
+    offline: bool = False
+    regen: frozenset[str] | None = None  # None: no regeneration; empty: all
+    rootdir: Path = Path()
+    api_key: str | None = None
+    key_source: str | None = None
+    gemini_timeout: float = 120.0
+
+    def regenerates(self, profiles: list[str]) -> bool:
+        """Whether `--prisyn-regen` asks to regenerate a dataset of these profiles."""
+        if self.regen is None:
+            return False
+        return not self.regen or bool(self.regen.intersection(profiles))
+
+    def __repr__(self) -> str:
+        # Keep the key out of reprs, tracebacks and assertion rewrites.
+        shown = "set" if self.api_key else "unset"
+        return (
+            f"Settings(backend={self.backend!r}, model={self.model!r}, "
+            f"generation={self.generation!r}, cache_dir={str(self.cache_dir)!r}, "
+            f"offline={self.offline}, regen={self.regen!r}, api_key=<{shown}>)"
+        )
+
+
+def resolve(
+    *,
+    options: Mapping[str, Any],
+    ini: Mapping[str, Any],
+    env: Mapping[str, str] | None = None,
+    rootdir: Path,
+) -> Settings:
+    """Merge the four sources into `Settings`, validating every value."""
+    env = os.environ if env is None else env
+    backend = _first(options.get("backend"), env.get("PRISYN_BACKEND"), ini.get("backend"))
+    backend = _choice("backend", backend or "auto", BACKENDS)
+    model = _first(options.get("model"), env.get("PRISYN_MODEL"), ini.get("model"))
+    generation = _first(options.get("generation"), ini.get("generation")) or "spec"
+    cache = _first(
+        options.get("cache_dir"), env.get("PRISYN_CACHE_DIR"), ini.get("cache_dir")
+    )
+    cache_dir = Path(os.path.expanduser(cache or DEFAULT_CACHE_DIR))
+    if not cache_dir.is_absolute():
+        cache_dir = rootdir / cache_dir
+    key, source = find_api_key(env, rootdir)
+    return Settings(
+        backend=backend,
+        model=(model or DEFAULT_MODEL).strip(),
+        generation=_choice("generation", generation, GENERATIONS),
+        cache_dir=cache_dir,
+        offline=bool(options.get("offline")) or _flag(ini.get("offline")),
+        regen=parse_regen(options.get("regen")),
+        rootdir=rootdir,
+        api_key=key,
+        key_source=source,
+        gemini_timeout=_seconds(ini.get("gemini_timeout"), 120.0),
+    )
+
+
+def find_api_key(env: Mapping[str, str], rootdir: Path) -> tuple[str | None, str | None]:
+    """The Gemini key and where it came from; the environment beats ``.env``."""
+    for name in KEY_VARIABLES:
+        if env.get(name, "").strip():
+            return env[name].strip(), name
+    dotenv_path = rootdir / ".env"
+    if dotenv_path.is_file():
+        from dotenv import dotenv_values
+
+        values = dotenv_values(dotenv_path)
+        for name in KEY_VARIABLES:
+            value = values.get(name)
+            if value and value.strip():
+                return value.strip(), f"{name} in .env"
+    return None, None
+
+
+def parse_regen(value: object) -> frozenset[str] | None:
+    """``--prisyn-regen`` alone means all profiles; ``=a,b`` means those."""
+    if value is None or value is False:
+        return None
+    if value is True or value == "*":
+        return frozenset()
+    names = frozenset(part.strip() for part in str(value).split(",") if part.strip())
+    return names
+
+
+def _first(*values: Any) -> Any:
+    for value in values:
+        if value not in (None, ""):
+            return value
+    return None
+
+
+def _choice(name: str, value: object, choices: tuple[str, ...]) -> str:
+    text = str(value).strip().lower()
+    if text not in choices:
+        raise ConfigError(
+            f"prisyn {name} {value!r} is not known; accepted: {', '.join(choices)}"
+        )
+    return text
+
+
+def _flag(value: object) -> bool:
+    return str(value).strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _seconds(value: object, default: float) -> float:
+    if value in (None, ""):
+        return default
+    try:
+        seconds = float(str(value))
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= 3600:
+        raise ConfigError(
+            f"prisyn_gemini_timeout {value!r} must be a number of seconds in (0, 3600]"
+        )
+    return seconds

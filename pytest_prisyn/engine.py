@@ -1,0 +1,390 @@
+"""The engine: turns a dataset request into a frame, from the cache when it can.
+
+Data flows one way: the engine builds a `DatasetRequest`, asks the `Store`, and
+only on a miss asks a backend (the simulator, or Gemini). Backends never touch
+the store or pytest; the store never knows about Gemini.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from pytest_prisyn import __version__
+from pytest_prisyn.config import Settings
+from pytest_prisyn.errors import GenerationError, OfflineMissError, ProfileError
+from pytest_prisyn.profiles import Profile, ProfileRegistry
+from pytest_prisyn.request import (
+    DEFAULTS,
+    FORMAT_VERSION,
+    DatasetRequest,
+    check_arguments,
+    check_generation,
+    check_sizes,
+    parse_population,
+)
+from pytest_prisyn.spec import BehaviorSpec, build_spec
+from pytest_prisyn.store import Entry, Store
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from pytest_prisyn.simulate import Simulator
+
+log = logging.getLogger("pytest_prisyn")
+
+COLUMNS = ("user_id", "item_id", "rating", "timestamp", "profile", "category")
+
+
+@dataclass
+class Stats:
+    """What the engine did this run, for the terminal summary."""
+
+    from_cache: int = 0
+    generated: Counter[str] = field(default_factory=Counter)
+    gemini_calls: int = 0
+    gemini_tokens: int = 0
+    damaged: int = 0
+    seconds_generating: float = 0.0
+
+    @property
+    def used(self) -> bool:
+        """Whether any dataset was asked for."""
+        return bool(self.from_cache or self.generated)
+
+
+class Engine:
+    """Finds or makes datasets for one test run (or one command-line call)."""
+
+    def __init__(self, settings: Settings, registry: ProfileRegistry) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.store = Store(settings.cache_dir)
+        self.stats = Stats()
+        self._memory: dict[str, Entry] = {}
+        self._regenerated: set[str] = set()
+        self._gemini: Any = None
+
+    def profiles(self) -> list[str]:
+        """Every known profile name."""
+        return self.registry.names()
+
+    def dataset(self, profile: object = None, **arguments: Any) -> pd.DataFrame:
+        """The interactions frame for a request (a fresh copy each call)."""
+        return self.entry(profile, **arguments).frame.copy()
+
+    def catalog(self, profile: object = None, **arguments: Any) -> pd.DataFrame:
+        """The item catalog (item_id, name, category) of a request's dataset."""
+        return self.entry(profile, **arguments).catalog.copy()
+
+    def entry(self, profile: object = None, **arguments: Any) -> Entry:
+        """The recorded entry for a request: found, or generated and stored."""
+        if profile is not None:
+            arguments["profile"] = profile
+        arguments = check_arguments((), arguments)
+        population = parse_population(arguments.get("profile"))
+        profiles = [self.registry.get(name) for name, _ in population]
+        sizes = check_sizes(
+            *(arguments.get(name, DEFAULTS[name]) for name in DEFAULTS)
+        )
+        generation = check_generation(
+            arguments.get("generation") or self.settings.generation
+        )
+        make = _RequestMaker(population, profiles, sizes)
+        as_gemini = make(backend="gemini", model=self.settings.model, generation=generation)
+        as_simulated = make(backend="simulate")
+        chosen = self._choose(as_gemini, as_simulated, profiles)
+
+        regen = self.settings.regenerates(make.names)
+        if regen and chosen.fingerprint() not in self._regenerated:
+            self._regenerated.add(chosen.fingerprint())
+            return self._generate(chosen, profiles)
+        for candidate in self._lookup_order(as_gemini, as_simulated, chosen):
+            found = self._recorded(candidate.fingerprint())
+            if found is not None:
+                return found
+        return self._generate(chosen, profiles)
+
+    def _lookup_order(
+        self,
+        as_gemini: DatasetRequest,
+        as_simulated: DatasetRequest,
+        chosen: DatasetRequest,
+    ) -> list[DatasetRequest]:
+        if self.settings.backend == "auto":
+            return [as_gemini, as_simulated]
+        return [chosen]
+
+    def _choose(
+        self,
+        as_gemini: DatasetRequest,
+        as_simulated: DatasetRequest,
+        profiles: list[Profile],
+    ) -> DatasetRequest:
+        """The backend a miss would use, given settings, key and profiles."""
+        backend = self.settings.backend
+        if backend == "gemini":
+            return as_gemini
+        without_spec = [p.name for p in profiles if p.spec is None]
+        if backend == "simulate":
+            if without_spec:
+                raise ProfileError(
+                    f"profile(s) {', '.join(without_spec)} have only a description; "
+                    "the simulate backend needs a behaviour spec. Set GEMINI_API_KEY "
+                    "so Gemini writes one (it is cached), or add spec fields such as "
+                    "'categories' to [tool.prisyn.profiles.<name>] in pyproject.toml"
+                )
+            return as_simulated
+        if self.settings.api_key or without_spec:
+            return as_gemini
+        return as_simulated
+
+    def _recorded(self, fingerprint: str) -> Entry | None:
+        if fingerprint in self._memory:
+            self.stats.from_cache += 1
+            return self._memory[fingerprint]
+        entry = self.store.get(fingerprint)
+        self.stats.damaged = len(self.store.damaged)
+        if entry is None:
+            return None
+        self.stats.from_cache += 1
+        self._memory[fingerprint] = entry
+        return entry
+
+    def _generate(self, request: DatasetRequest, profiles: list[Profile]) -> Entry:
+        if request.backend == "gemini":
+            self._check_may_call_gemini(request, profiles)
+        started = time.perf_counter()
+        if request.backend == "simulate":
+            entry = self._simulate(request, {p.name: _spec_of(p) for p in profiles})
+        else:
+            entry = self._ask_gemini(request, profiles)
+        check_frame(entry.frame, request)
+        entry.metadata.update(
+            request=json.loads(request.canonical_json()),
+            fingerprint=request.fingerprint(),
+            backend=request.backend,
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
+            package_version=__version__,
+            format_version=FORMAT_VERSION,
+            rows=len(entry.frame),
+        )
+        self.store.put(request.fingerprint(), entry)
+        self._memory[request.fingerprint()] = entry
+        self.stats.generated[request.backend] += 1
+        self.stats.seconds_generating += time.perf_counter() - started
+        return entry
+
+    def _check_may_call_gemini(
+        self, request: DatasetRequest, profiles: list[Profile]
+    ) -> None:
+        names = ", ".join(request.profile_names())
+        if self.settings.offline:
+            raise OfflineMissError(
+                f"dataset for profile {names} is not recorded and --prisyn-offline "
+                f"forbids calling Gemini.\n  fingerprint: {request.fingerprint()}\n"
+                f"  cache: {self.settings.cache_dir}\n  record it with: "
+                f"GEMINI_API_KEY=... pytest --prisyn-backend=gemini -k <this test>"
+            )
+        if not self.settings.api_key:
+            raise GenerationError(
+                f"dataset for profile {names} needs Gemini (backend "
+                f"{self.settings.backend!r}) but no API key is set: put GEMINI_API_KEY "
+                "in the environment or a .env file, or use --prisyn-backend=simulate"
+                + (
+                    ""
+                    if all(p.spec for p in profiles)
+                    else " after adding a behaviour spec to the profile"
+                )
+            )
+
+    def _simulate(
+        self,
+        request: DatasetRequest,
+        specs: Mapping[str, BehaviorSpec],
+        item_names: Mapping[str, list[str]] | None = None,
+    ) -> Entry:
+        simulator = _simulator(request, specs, item_names)
+        return Entry(simulator.frame(), simulator.catalog(), {"model": None})
+
+    def _ask_gemini(self, request: DatasetRequest, profiles: list[Profile]) -> Entry:
+        from pytest_prisyn import gemini
+
+        client = self._client()
+        usage = gemini.Usage()
+        assert request.model is not None
+        specs: dict[str, BehaviorSpec] = {}
+        names: dict[str, list[str]] = {}
+        for profile in profiles:
+            spec, item_names = self._gemini_spec(client, request.model, profile, usage)
+            specs[profile.name] = spec
+            for category, listed in item_names.items():
+                names.setdefault(category, []).extend(listed)
+        if request.generation == "spec":
+            entry = self._simulate(request, specs, names)
+        else:
+            simulator = _simulator(request, specs, names)
+            rows = gemini.write_rows(
+                client,
+                request.model,
+                simulator,
+                usage=usage,
+                descriptions={p.name: p.description for p in profiles},
+            )
+            entry = Entry(_rows_frame(simulator, rows), simulator.catalog(), {})
+            entry.metadata["rejected_rows"] = rows.rejected
+            entry.metadata["reasks"] = rows.reasks
+        entry.metadata.update(model=request.model, usage=usage.as_dict())
+        entry.metadata["model_version"] = ", ".join(usage.model_versions) or None
+        self.stats.gemini_calls += usage.calls
+        self.stats.gemini_tokens += (
+            usage.prompt_tokens + usage.output_tokens + usage.thinking_tokens
+        )
+        return entry
+
+    def _gemini_spec(
+        self, client: Any, model: str, profile: Profile, usage: Any
+    ) -> tuple[BehaviorSpec, dict[str, list[str]]]:
+        """The profile's spec: its own, or Gemini's (asked once, then cached)."""
+        if profile.spec is not None:
+            return profile.spec, {}
+        key = _spec_key(profile, model)
+        cached = self.store.get_json(key)
+        if cached is not None:
+            spec = build_spec(cached["spec"], owner=profile.name)
+            return spec, {k: list(v) for k, v in cached["item_names"].items()}
+        from pytest_prisyn import gemini
+
+        answer = gemini.write_spec(client, model, profile, usage=usage)
+        self.store.put_json(
+            key,
+            {
+                "spec": answer.spec.model_dump(mode="json"),
+                "item_names": answer.item_names,
+                "model": model,
+                "model_versions": usage.model_versions,
+            },
+        )
+        return answer.spec, answer.item_names
+
+    def _client(self) -> Any:
+        if self._gemini is None:
+            from pytest_prisyn import gemini
+
+            assert self.settings.api_key is not None
+            self._gemini = gemini.make_client(
+                self.settings.api_key, timeout_s=self.settings.gemini_timeout
+            )
+        return self._gemini
+
+    def close(self) -> None:
+        """Release the cache database."""
+        self.store.close()
+
+
+class _RequestMaker:
+    """Builds the request for each backend from one set of validated arguments."""
+
+    def __init__(
+        self,
+        population: tuple[tuple[str, float], ...],
+        profiles: list[Profile],
+        sizes: tuple[int, int, int, int],
+    ) -> None:
+        self.population = population
+        self.names = [name for name, _ in population]
+        self.identities = tuple(p.identity() for p in profiles)
+        self.sizes = sizes
+
+    def __call__(self, **fields: Any) -> DatasetRequest:
+        n_users, n_items, n_interactions, seed = self.sizes
+        return DatasetRequest(
+            population=self.population,
+            profiles=self.identities,
+            n_users=n_users,
+            n_items=n_items,
+            n_interactions=n_interactions,
+            seed=seed,
+            **fields,
+        )
+
+
+def _spec_of(profile: Profile) -> BehaviorSpec:
+    if profile.spec is None:
+        raise ProfileError(f"profile {profile.name!r} has no behaviour spec")
+    return profile.spec
+
+
+def _spec_key(profile: Profile, model: str) -> str:
+    identity = json.dumps(
+        {"profile": profile.identity(), "model": model, "format": FORMAT_VERSION},
+        sort_keys=True,
+    )
+    return hashlib.sha256(identity.encode()).hexdigest()
+
+
+def _simulator(
+    request: DatasetRequest,
+    specs: Mapping[str, BehaviorSpec],
+    item_names: Mapping[str, list[str]] | None,
+) -> Simulator:
+    from pytest_prisyn.simulate import Simulator
+
+    return Simulator(
+        population=request.population,
+        specs=specs,
+        n_users=request.n_users,
+        n_items=request.n_items,
+        n_interactions=request.n_interactions,
+        seed=request.seed,
+        item_names=item_names,
+    )
+
+
+def _rows_frame(simulator: Simulator, rows: Any) -> pd.DataFrame:
+    """Gemini's rows as the documented frame, with profiles and categories joined."""
+    import numpy as np
+
+    from pytest_prisyn.simulate import Interactions, to_frame
+
+    order = np.lexsort((rows.item_id, rows.timestamp_s, rows.user_id))
+    user_id = np.asarray(rows.user_id, dtype=np.int64)[order]
+    item_id = np.asarray(rows.item_id, dtype=np.int64)[order]
+    arrays = Interactions(
+        user_id=user_id,
+        item_id=item_id,
+        rating=np.asarray(rows.rating, dtype=np.float64)[order],
+        timestamp_s=np.asarray(rows.timestamp_s, dtype=np.int64)[order],
+        profile_code=simulator.user_profile[user_id - 1],
+        category_code=simulator.item_category[item_id - 1],
+    )
+    return to_frame(arrays, simulator.profiles, simulator.categories)
+
+
+def check_frame(frame: pd.DataFrame, request: DatasetRequest) -> None:
+    """Refuse to store a frame that breaks the documented contract."""
+    problems = []
+    if tuple(frame.columns[: len(COLUMNS)]) != COLUMNS:
+        problems.append(f"columns are {list(frame.columns)}, expected {list(COLUMNS)}")
+    elif len(frame) != request.n_interactions:
+        problems.append(f"{len(frame)} rows, expected {request.n_interactions}")
+    elif frame["user_id"].nunique() != request.n_users:
+        problems.append(
+            f"{frame['user_id'].nunique()} distinct users, expected {request.n_users}"
+        )
+    elif frame.duplicated(["user_id", "item_id"]).any():
+        problems.append("duplicate (user_id, item_id) pairs")
+    elif not frame["item_id"].between(1, request.n_items).all():
+        problems.append("item ids outside the catalog")
+    if problems:
+        raise GenerationError(
+            f"generated dataset for {request.label()} is invalid and was not "
+            f"cached: {'; '.join(problems)}"
+        )

@@ -1,0 +1,232 @@
+"""pytest hooks and fixtures of pytest-prisyn; everything heavy is imported lazily."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pytest
+
+from pytest_prisyn import config as prisyn_config
+from pytest_prisyn.errors import ConfigError, PrisynError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from pytest_prisyn.engine import Engine
+
+MARKER = (
+    "prisyn(profile, *, n_users=100, n_items=300, n_interactions=3000, seed=0, "
+    "generation=None): synthetic interaction data for the prisyn_dataset fixture; "
+    "profile is a name, a list of names or a mapping name -> share of users."
+)
+T = TypeVar("T")
+settings_key = pytest.StashKey["prisyn_config.Settings"]()
+engine_key = pytest.StashKey["Engine | None"]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("prisyn", "synthetic interaction data (pytest-prisyn)")
+    group.addoption(
+        "--prisyn-backend",
+        dest="prisyn_backend",
+        choices=prisyn_config.BACKENDS,
+        help="where new datasets come from: auto (Gemini with a key, else the "
+        "simulator), gemini or simulate. Env PRISYN_BACKEND, ini prisyn_backend.",
+    )
+    group.addoption(
+        "--prisyn-model",
+        dest="prisyn_model",
+        help="Gemini model id (default gemini-2.5-flash). Env PRISYN_MODEL, ini "
+        "prisyn_model.",
+    )
+    group.addoption(
+        "--prisyn-generation",
+        dest="prisyn_generation",
+        choices=prisyn_config.GENERATIONS,
+        help="Gemini generation mode: spec (Gemini writes the behaviour spec, the "
+        "simulator expands it) or rows (Gemini writes the rows). Ini "
+        "prisyn_generation.",
+    )
+    group.addoption(
+        "--prisyn-cache-dir",
+        dest="prisyn_cache_dir",
+        help="dataset cache directory (default <rootdir>/.prisyn). Env "
+        "PRISYN_CACHE_DIR, ini prisyn_cache_dir.",
+    )
+    group.addoption(
+        "--prisyn-offline",
+        dest="prisyn_offline",
+        action="store_true",
+        help="never call the network: a dataset that would need Gemini and is not "
+        "recorded fails its test.",
+    )
+    group.addoption(
+        "--prisyn-regen",
+        dest="prisyn_regen",
+        nargs="?",
+        const="*",
+        metavar="PROFILES",
+        help="regenerate the datasets this run asks for; --prisyn-regen=a,b only "
+        "those of profiles a and b.",
+    )
+    parser.addini("prisyn_backend", "default for --prisyn-backend")
+    parser.addini("prisyn_model", "default for --prisyn-model")
+    parser.addini("prisyn_generation", "default for --prisyn-generation")
+    parser.addini("prisyn_cache_dir", "default for --prisyn-cache-dir")
+    parser.addini("prisyn_offline", "default for --prisyn-offline", type="bool")
+    parser.addini("prisyn_gemini_timeout", "seconds to wait for one Gemini call")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", MARKER)
+    try:
+        settings = prisyn_config.resolve(
+            options={
+                "backend": config.getoption("prisyn_backend"),
+                "model": config.getoption("prisyn_model"),
+                "generation": config.getoption("prisyn_generation"),
+                "cache_dir": config.getoption("prisyn_cache_dir"),
+                "offline": config.getoption("prisyn_offline"),
+                "regen": config.getoption("prisyn_regen"),
+            },
+            ini={
+                name: config.getini(f"prisyn_{name}")
+                for name in (
+                    "backend",
+                    "model",
+                    "generation",
+                    "cache_dir",
+                    "offline",
+                    "gemini_timeout",
+                )
+            },
+            rootdir=config.rootpath,
+        )
+    except ConfigError as error:
+        raise pytest.UsageError(str(error)) from None
+    config.stash[settings_key] = settings
+    config.stash[engine_key] = None
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return "prisyn: " + describe(config.stash[settings_key])
+
+
+def describe(settings: prisyn_config.Settings) -> str:
+    """The header line: backend (and why, for auto), model, cache path."""
+    backend = settings.backend
+    if backend == "auto":
+        if settings.offline:
+            why = "simulate; offline, recorded Gemini data replayed"
+        elif settings.api_key:
+            why = f"gemini on a miss; key from {settings.key_source}"
+        else:
+            why = "simulate on a miss; no Gemini key, recorded Gemini data replayed"
+        backend = f"auto ({why})"
+    parts = [f"backend {backend}", f"model {settings.model}"]
+    if settings.backend != "simulate":
+        parts.append(f"generation {settings.generation}")
+    if settings.offline:
+        parts.append("offline")
+    if settings.regen is not None:
+        parts.append("regen " + (",".join(sorted(settings.regen)) or "all"))
+    parts.append(f"cache {settings.cache_dir}")
+    return ", ".join(parts)
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    engine = config.stash.get(engine_key, None)
+    if engine is None or not engine.stats.used or hasattr(config, "workerinput"):
+        return
+    stats = engine.stats
+    terminalreporter.write_sep("=", "prisyn")
+    generated = sum(stats.generated.values())
+    by_backend = ", ".join(f"{name}: {n}" for name, n in sorted(stats.generated.items()))
+    line = f"datasets: {stats.from_cache} from cache, {generated} generated"
+    if generated:
+        line += f" ({by_backend}) in {stats.seconds_generating:.1f}s"
+    terminalreporter.write_line(line)
+    terminalreporter.write_line(
+        f"gemini: {stats.gemini_calls} {_plural(stats.gemini_calls, 'call')}, "
+        f"{stats.gemini_tokens} {_plural(stats.gemini_tokens, 'token')}"
+    )
+    if stats.damaged:
+        terminalreporter.write_line(
+            f"damaged cache entries discarded and regenerated: {stats.damaged}"
+        )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    engine = config.stash.get(engine_key, None)
+    if engine is not None:
+        engine.close()
+
+
+def _plural(count: int, word: str) -> str:
+    return word if count == 1 else word + "s"
+
+
+def _engine(config: pytest.Config) -> Engine:
+    engine = config.stash.get(engine_key, None)
+    if engine is None:
+        from pytest_prisyn.engine import Engine
+        from pytest_prisyn.profiles import ProfileRegistry, load_user_profiles
+
+        registry = ProfileRegistry(load_user_profiles(config.rootpath / "pyproject.toml"))
+        engine = Engine(config.stash[settings_key], registry)
+        config.stash[engine_key] = engine
+    return engine
+
+
+@pytest.fixture(scope="session")
+def prisyn(pytestconfig: pytest.Config) -> Iterator[Engine]:
+    """The prisyn engine: ``prisyn.dataset(profile, ...)``, ``.catalog()``, ``.profiles()``."""
+    yield _guarded(_engine, pytestconfig)
+
+
+@pytest.fixture
+def prisyn_dataset(request: pytest.FixtureRequest, prisyn: Engine) -> pd.DataFrame:
+    """Interactions DataFrame for the closest ``prisyn`` mark (a copy per test)."""
+    return _guarded(prisyn.dataset, **marker_arguments(request))
+
+
+@pytest.fixture
+def prisyn_catalog(request: pytest.FixtureRequest, prisyn: Engine) -> pd.DataFrame:
+    """Item catalog (item_id, name, category) of the closest ``prisyn`` mark's data."""
+    return _guarded(prisyn.catalog, **marker_arguments(request))
+
+
+def marker_arguments(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Merge ``prisyn`` marks, closest first, argument by argument.
+
+    An indirect parameter overrides the marks: a profile (name, list or
+    mapping of shares), or a dict of marker arguments that includes 'profile'.
+    """
+    return _guarded(_merge_marks, request)
+
+
+def _merge_marks(request: pytest.FixtureRequest) -> dict[str, Any]:
+    from pytest_prisyn.request import check_arguments
+
+    merged: dict[str, Any] = {}
+    for mark in request.node.iter_markers("prisyn"):
+        for name, value in check_arguments(mark.args, mark.kwargs).items():
+            merged.setdefault(name, value)
+    param = getattr(request, "param", None)
+    if isinstance(param, dict) and "profile" in param:
+        merged.update(check_arguments((), param))
+    elif param is not None:
+        merged["profile"] = param
+    return merged
+
+
+def _guarded(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call `function`; turn a prisyn error into a clean test failure, no traceback."""
+    try:
+        return function(*args, **kwargs)
+    except PrisynError as error:
+        message = f"prisyn: {error}"
+    pytest.fail(message, pytrace=False)

@@ -1,0 +1,663 @@
+"""The embedded simulator: behaviour specs in, interaction logs out, numpy only.
+
+Everything is drawn from random streams keyed by (seed, purpose, block), never
+from one shared generator, so the output depends only on the request: the same
+users come out the same whether the dataset is made in one piece or in shards.
+
+The model, in the order it runs:
+
+1. Catalog: items are spread over the population's categories (more items where
+   more demand is), each with a log-normal popularity and a latent quality that
+   correlates with popularity (popular items are rated higher in real logs).
+2. Activity: each user's interaction count is a floor plus a log-normal share
+   of the rest, summed exactly to the requested total and capped at the catalog.
+3. Taste: each user has a favourite category and a personal category mix around
+   the profile's declared mix, so users are broad even when they have a favourite.
+4. Choice: items are drawn without replacement, weighted by the user's mix and
+   the item's popularity (Gumbel top-k for heavy users or small catalogs,
+   rejection with redraws otherwise).
+5. Rating: an ordered-probit latent score (user leniency + item quality + taste
+   for the category + noise) cut at thresholds calibrated so the profile's
+   star histogram comes out as declared.
+6. Time: interactions come in sessions with short, often same-second gaps
+   inside, log-normal gaps between sessions, and a daily rhythm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from pytest_prisyn.errors import SpecError
+from pytest_prisyn.spec import BehaviorSpec, RatingScale
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+BLOCK_USERS = 1024
+DENSE_FRACTION = 8
+DENSE_CELLS = 1 << 22
+REDRAW_ROUNDS = 24
+CALIBRATION_BLOCKS = 16
+CALIBRATION_ROWS = 50_000
+QUALITY_WEIGHT = 0.8
+FAVOURITE_CONCENTRATION = 12.0
+BREADTH_CONCENTRATION = 8.0
+EPOCH_SECONDS = 1_704_067_200  # 2024-01-01T00:00:00Z: data starts here, always
+SESSION_GAP_DAYS = 2.0
+# Share of sessions starting in each hour of the day (UTC): quiet nights,
+# a lunchtime bump and an evening peak.
+DIURNAL = np.array(
+    [2, 1, 1, 1, 1, 1, 2, 3, 4, 4, 4, 5, 6, 5, 4, 4, 5, 6, 7, 8, 9, 9, 7, 4],
+    dtype=float,
+)
+
+_STREAM_CATALOG = 1
+_STREAM_ACTIVITY = 2
+_STREAM_ASSIGN = 3
+_STREAM_BLOCK = 5
+_STREAM_NAMES = 6
+
+_ADJECTIVES = ["Aurora", "Bold", "Classic", "Crimson", "Daring", "Echo", "Golden", "Harbor", "Iron", "Jade", "Kinetic", "Lumen", "Midnight", "Nova", "Orbit", "Polar", "Quiet", "Royal", "Silver", "Summit", "Tidal", "Urban", "Velvet", "Wild", "Zenith", "Amber", "Cobalt", "Ember", "Lunar", "Prairie"]
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """Column arrays of a simulated dataset, before they become a DataFrame."""
+
+    user_id: np.ndarray
+    item_id: np.ndarray
+    rating: np.ndarray
+    timestamp_s: np.ndarray
+    profile_code: np.ndarray
+    category_code: np.ndarray
+
+
+class Simulator:
+    """Generates one request's interactions; build it once, ask for any users."""
+
+    def __init__(
+        self,
+        *,
+        population: Sequence[tuple[str, float]],
+        specs: Mapping[str, BehaviorSpec],
+        n_users: int,
+        n_items: int,
+        n_interactions: int,
+        seed: int,
+        item_names: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
+        self.profiles = [name for name, _ in population]
+        self.specs = [specs[name] for name in self.profiles]
+        self.shares = np.array([share for _, share in population], dtype=float)
+        self.n_users = n_users
+        self.n_items = n_items
+        self.n_interactions = n_interactions
+        self.seed = seed
+        self.scale = _common_scale(self.profiles, self.specs)
+
+        self._build_catalog(item_names or {})
+        self._assign_profiles()
+        self._allocate_activity()
+        self._prepare_tastes()
+        self._calibrate()
+
+    # -- public ----------------------------------------------------------------
+
+    def catalog(self) -> pd.DataFrame:
+        """The item catalog: ``item_id``, ``name``, ``category``."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            {
+                "item_id": np.arange(1, self.n_items + 1, dtype=np.int64),
+                "name": self.item_names,
+                "category": pd.Categorical.from_codes(
+                    self.item_category, categories=self.categories
+                ),
+            }
+        )
+
+    def frame(self, users: tuple[int, int] | None = None) -> pd.DataFrame:
+        """Interactions of users ``[start, stop)`` (0-based), or of everyone."""
+        return to_frame(self.arrays(users), self.profiles, self.categories)
+
+    def arrays(self, users: tuple[int, int] | None = None) -> Interactions:
+        """Like `frame`, as numpy column arrays filled block by block."""
+        start, stop = users if users is not None else (0, self.n_users)
+        if not 0 <= start <= stop <= self.n_users:
+            raise ValueError(
+                f"user range [{start}, {stop}) is outside 0..{self.n_users}"
+            )
+        offsets = np.concatenate([[0], np.cumsum(self.counts[start:stop])])
+        total = int(offsets[-1])
+        out = Interactions(
+            user_id=np.empty(total, np.int64),
+            item_id=np.empty(total, np.int64),
+            rating=np.empty(total, np.float64),
+            timestamp_s=np.empty(total, np.int64),
+            profile_code=np.empty(total, np.int8),
+            category_code=np.empty(total, np.int16),
+        )
+        for block in self._blocks(start, stop):
+            first, last = max(block.start, start), min(block.stop, stop)
+            keep = (block.users >= first) & (block.users < last)
+            low = int(offsets[first - start])
+            high = int(offsets[last - start])
+            out.user_id[low:high] = block.users[keep] + 1
+            out.item_id[low:high] = block.items[keep] + 1
+            out.rating[low:high] = block.ratings[keep]
+            out.timestamp_s[low:high] = block.times[keep]
+            out.profile_code[low:high] = self.user_profile[block.users[keep]]
+            out.category_code[low:high] = self.item_category[block.items[keep]]
+        return out
+
+    # -- global plan: catalog, profiles, activity -------------------------------
+
+    def _build_catalog(self, item_names: Mapping[str, Sequence[str]]) -> None:
+        rng = _rng(self.seed, _STREAM_CATALOG)
+        demand: dict[str, float] = {}
+        for share, spec in zip(self.shares, self.specs, strict=True):
+            for category, weight in spec.mix().items():
+                demand[category] = demand.get(category, 0.0) + share * weight
+        ranked = sorted(demand, key=lambda name: (-demand[name], name))
+        kept = ranked[: self.n_items]
+        self.categories = sorted(kept)
+        weights = np.array([demand[name] for name in self.categories]) ** 0.75
+        per_category = _apportion(self.n_items, weights, floor=1)
+        codes = np.repeat(np.arange(len(self.categories)), per_category)
+        self.item_category = rng.permutation(codes).astype(np.int16)
+
+        sigma = float(np.dot(self.shares, [s.popularity_sigma for s in self.specs]))
+        corr = float(
+            np.dot(self.shares, [s.quality_popularity_corr for s in self.specs])
+        )
+        log_pop = rng.normal(0.0, sigma, self.n_items)
+        self.popularity = np.exp(log_pop - log_pop.max())
+        z = (log_pop - log_pop.mean()) / (log_pop.std() or 1.0)
+        noise = rng.standard_normal(self.n_items)
+        self.quality = corr * z + np.sqrt(max(0.0, 1.0 - corr**2)) * noise
+
+        self.item_names = _name_items(
+            self.item_category,
+            self.categories,
+            item_names,
+            _rng(self.seed, _STREAM_NAMES),
+        )
+        order = np.argsort(self.item_category, kind="stable")
+        counts = np.bincount(self.item_category, minlength=len(self.categories))
+        self._order = order
+        self._cat_start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        self._cat_stop = np.cumsum(counts)
+        within = self.popularity[order]
+        cumulative = np.empty(self.n_items)
+        for code in range(len(self.categories)):
+            lo, hi = self._cat_start[code], self._cat_stop[code]
+            part = np.cumsum(within[lo:hi])
+            cumulative[lo:hi] = code + part / part[-1]
+            cumulative[hi - 1] = code + 1.0
+        self._cumulative = cumulative
+
+    def _assign_profiles(self) -> None:
+        per_profile = _apportion(self.n_users, self.shares, floor=0)
+        codes = np.repeat(np.arange(len(self.profiles)), per_profile).astype(np.int8)
+        if len(self.profiles) > 1:
+            codes = _rng(self.seed, _STREAM_ASSIGN).permutation(codes)
+        self.user_profile = codes
+
+    def _allocate_activity(self) -> None:
+        rng = _rng(self.seed, _STREAM_ACTIVITY)
+        sigma = np.array([s.activity_sigma for s in self.specs])[self.user_profile]
+        floor = np.array([s.min_interactions for s in self.specs])[self.user_profile]
+        floor = np.minimum(floor, self.n_items)
+        if floor.sum() > self.n_interactions:
+            floor = np.minimum(floor, self.n_interactions // self.n_users)
+        raw = np.exp(rng.normal(0.0, 1.0, self.n_users) * sigma)
+        # Real heavy users stop well short of the whole catalog (MovieLens 100K:
+        # 737 of 1,682); cap at half of it unless the total needs more.
+        cap = max(-(-self.n_items // 2), -(-self.n_interactions // self.n_users))
+        cap = min(cap, self.n_items)
+        extra = _capped_apportion(
+            self.n_interactions - int(floor.sum()), raw, np.maximum(cap - floor, 0)
+        )
+        self.counts = (floor + extra).astype(np.int64)
+
+    def _prepare_tastes(self) -> None:
+        n_categories = len(self.categories)
+        index = {name: code for code, name in enumerate(self.categories)}
+        self._declared = np.zeros((len(self.specs), n_categories))
+        for p, spec in enumerate(self.specs):
+            for category, share in spec.mix().items():
+                if category in index:
+                    self._declared[p, index[category]] = share
+            if self._declared[p].sum() == 0:
+                self._declared[p] = 1.0
+            self._declared[p] /= self._declared[p].sum()
+        self._breadth = np.array([_breadth_weights(row) for row in self._declared])
+
+    def _calibrate(self) -> None:
+        """Cut each profile's latent scores where its declared star shares say.
+
+        The cut points come from the request's own first blocks, which every
+        shard can recompute, so the star histogram lands on the declared one
+        and stays shard-independent.
+        """
+        self._values = np.array(self.scale.values())
+        latents: list[list[np.ndarray]] = [[] for _ in self.specs]
+        n_blocks = -(-self.n_users // BLOCK_USERS)
+        for block in range(min(n_blocks, CALIBRATION_BLOCKS)):
+            draw = self._draw_block(block)
+            for p in range(len(self.specs)):
+                latents[p].append(draw.latent[draw.profiles[draw.local] == p])
+            if min(sum(map(len, found)) for found in latents) >= CALIBRATION_ROWS:
+                break
+        self._thresholds = []
+        for p, spec in enumerate(self.specs):
+            cumulative = np.cumsum(spec.star_probabilities())[:-1]
+            pooled = np.concatenate(latents[p])
+            if not len(pooled):
+                pooled = np.zeros(1)
+            self._thresholds.append(np.quantile(pooled, cumulative))
+
+    # -- per block ---------------------------------------------------------------
+
+    def _blocks(self, start: int, stop: int) -> Iterator[_Block]:
+        for block in range(start // BLOCK_USERS, -(-stop // BLOCK_USERS)):
+            yield self._block(block)
+
+    def _draw_block(self, block: int) -> _Draw:
+        rng = _rng(self.seed, _STREAM_BLOCK, block)
+        first = block * BLOCK_USERS
+        last = min(first + BLOCK_USERS, self.n_users)
+        profiles = self.user_profile[first:last]
+        mix, bias = self._tastes(rng, profiles)
+        counts = self.counts[first:last]
+        local, items = self._choose(rng, mix, counts)
+        latent = self._latent(rng, mix, bias, local, items, profiles)
+        return _Draw(rng, first, last, profiles, counts, local, items, latent)
+
+    def _block(self, block: int) -> _Block:
+        draw = self._draw_block(block)
+        local, items = draw.local, draw.items
+        ratings = np.empty(len(items))
+        row_profiles = draw.profiles[local]
+        for p, thresholds in enumerate(self._thresholds):
+            rows = row_profiles == p
+            ratings[rows] = self._values[np.searchsorted(thresholds, draw.latent[rows])]
+        times = self._timestamps(draw.rng, local, draw.counts, draw.profiles)
+        order = np.lexsort((items, times, local))
+        return _Block(
+            start=draw.first,
+            stop=draw.last,
+            users=draw.first + local[order],
+            items=items[order],
+            ratings=ratings[order],
+            times=times[order],
+        )
+
+    def _tastes(
+        self, rng: np.random.Generator, profiles: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each user's category mix (rows sum to one) and rating leniency."""
+        n = len(profiles)
+        declared = self._declared[profiles]
+        breadth = self._breadth[profiles]
+        favourite = _draw_categories(rng, declared)
+        target = np.array([s.favourite_share for s in self.specs])[profiles]
+        strength = rng.beta(
+            target * FAVOURITE_CONCENTRATION, (1 - target) * FAVOURITE_CONCENTRATION
+        )
+        rest = rng.gamma(np.maximum(breadth * BREADTH_CONCENTRATION, 1e-9))
+        rest *= breadth > 0
+        rest[np.arange(n), favourite] = 0.0
+        totals = rest.sum(axis=1, keepdims=True)
+        alone = totals[:, 0] == 0
+        rest = np.divide(rest, totals, out=np.zeros_like(rest), where=totals > 0)
+        mix = rest * (1 - strength)[:, None]
+        mix[np.arange(n), favourite] += np.where(alone, 1.0, strength)
+        bias_sd = np.array([s.user_bias_sd for s in self.specs])[profiles]
+        return mix, rng.standard_normal(n) * bias_sd
+
+    def _choose(
+        self, rng: np.random.Generator, mix: np.ndarray, counts: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Pick each user's distinct items; return (local user index, item) rows."""
+        dense = counts * DENSE_FRACTION >= self.n_items
+        parts_local: list[np.ndarray] = []
+        parts_items: list[np.ndarray] = []
+        dense_users = np.flatnonzero(dense)
+        batch = max(1, DENSE_CELLS // self.n_items)
+        for lo in range(0, len(dense_users), batch):
+            chosen = dense_users[lo : lo + batch]
+            local, items = self._choose_dense(rng, mix[chosen], counts[chosen])
+            parts_local.append(chosen[local])
+            parts_items.append(items)
+        sparse_users = np.flatnonzero(~dense)
+        if len(sparse_users):
+            local, items = self._choose_sparse(
+                rng, mix[sparse_users], counts[sparse_users]
+            )
+            parts_local.append(sparse_users[local])
+            parts_items.append(items)
+        return np.concatenate(parts_local), np.concatenate(parts_items)
+
+    def _choose_dense(
+        self, rng: np.random.Generator, mix: np.ndarray, counts: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        # Gumbel top-k: the k largest of log(weight) + Gumbel noise are a sample
+        # of k distinct items drawn one after another in proportion to weight.
+        weights = (mix[:, self.item_category] + 1e-7) * self.popularity
+        keys = np.log(weights) + rng.gumbel(size=weights.shape)
+        ranked = np.argsort(-keys, axis=1, kind="stable")
+        take = np.arange(self.n_items)[None, :] < counts[:, None]
+        local = np.broadcast_to(np.arange(len(counts))[:, None], take.shape)[take]
+        return local, ranked[take]
+
+    def _choose_sparse(
+        self, rng: np.random.Generator, mix: np.ndarray, counts: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        local = np.repeat(np.arange(len(counts)), counts)
+        items = self._draw_items(rng, _draw_categories(rng, mix, local))
+        keys = local * self.n_items + items
+        order = np.argsort(keys, kind="stable")
+        repeated = np.zeros(len(keys), dtype=bool)
+        repeated[order[1:]] = keys[order[1:]] == keys[order[:-1]]
+        taken = np.unique(keys)
+        for _ in range(REDRAW_ROUNDS):
+            pending = np.flatnonzero(repeated)
+            if not len(pending):
+                break
+            fresh = self._draw_items(rng, _draw_categories(rng, mix, local[pending]))
+            fresh_keys = local[pending] * self.n_items + fresh
+            seen = _contains(taken, fresh_keys)
+            _, first = np.unique(fresh_keys, return_index=True)
+            new = np.zeros(len(pending), dtype=bool)
+            new[first] = True
+            new &= ~seen
+            items[pending[new]] = fresh[new]
+            keys[pending[new]] = fresh_keys[new]
+            repeated[pending[new]] = False
+            taken = np.sort(np.concatenate([taken, fresh_keys[new]]))
+        for user in np.unique(local[repeated]):
+            self._fill_user(rng, user, mix[user], local, items, repeated)
+        return local, items
+
+    def _fill_user(
+        self,
+        rng: np.random.Generator,
+        user: int,
+        mix: np.ndarray,
+        local: np.ndarray,
+        items: np.ndarray,
+        repeated: np.ndarray,
+    ) -> None:
+        """Finish a user whose redraws kept colliding, by a dense draw of the rest."""
+        rows = np.flatnonzero(local == user)
+        holes = rows[repeated[rows]]
+        have = items[rows[~repeated[rows]]]
+        weights = (mix[self.item_category] + 1e-7) * self.popularity
+        keys = np.log(weights) + rng.gumbel(size=self.n_items)
+        keys[have] = -np.inf
+        items[holes] = np.argsort(-keys, kind="stable")[: len(holes)]
+        repeated[holes] = False
+
+    def _draw_items(
+        self, rng: np.random.Generator, categories: np.ndarray
+    ) -> np.ndarray:
+        """One item per row from its category, in proportion to popularity."""
+        position = np.searchsorted(
+            self._cumulative, categories + rng.random(len(categories)), side="right"
+        )
+        position = np.clip(
+            position, self._cat_start[categories], self._cat_stop[categories] - 1
+        )
+        return self._order[position]
+
+    def _latent(
+        self,
+        rng: np.random.Generator,
+        mix: np.ndarray,
+        bias: np.ndarray,
+        users: np.ndarray,
+        items: np.ndarray,
+        profiles: np.ndarray,
+    ) -> np.ndarray:
+        """Ordered-probit scores: leniency + quality + taste for the category + noise."""
+        taste_weight = np.array([s.taste_weight for s in self.specs])[profiles[users]]
+        categories = self.item_category[items]
+        declared = np.maximum(self._declared.mean(axis=0)[categories], 1e-6)
+        taste = np.clip(
+            np.log(np.maximum(mix[users, categories], 1e-6) / declared), -2, 2
+        )
+        return (
+            bias[users]
+            + QUALITY_WEIGHT * self.quality[items]
+            + taste_weight * taste
+            + rng.standard_normal(len(items))
+        )
+
+    def _timestamps(
+        self,
+        rng: np.random.Generator,
+        local: np.ndarray,
+        counts: np.ndarray,
+        profiles: np.ndarray,
+    ) -> np.ndarray:
+        """Unix seconds for each row: sessions, daily rhythm, bursts."""
+        n_users = len(counts)
+        size = np.array([s.session_size for s in self.specs])[profiles]
+        gap = np.array([s.session_gap_seconds for s in self.specs])[profiles]
+        same = np.array([s.same_second_share for s in self.specs])[profiles]
+        span = np.array([s.span_days for s in self.specs])[profiles] * 86_400.0
+
+        sessions = 1 + rng.binomial(np.maximum(counts - 1, 0), 1.0 / size)
+        session_of_row = (rng.random(len(local)) * sessions[local]).astype(np.int64)
+        session_base = np.concatenate([[0], np.cumsum(sessions)[:-1]])
+        session_id = session_base[local] + session_of_row
+
+        n_sessions = int(sessions.sum())
+        session_user = np.repeat(np.arange(n_users), sessions)
+        between = rng.lognormal(np.log(SESSION_GAP_DAYS * 86_400.0), 1.2, n_sessions)
+        between[session_base] = 0.0
+        offset = _segment_cumsum(between, session_base, sessions)
+        start = rng.random(n_users) * np.maximum(
+            span - offset[session_base + sessions - 1], 0
+        )
+        day = np.floor((start[session_user] + offset) / 86_400.0)
+        hour = rng.choice(24, size=n_sessions, p=DIURNAL / DIURNAL.sum())
+        session_start = day * 86_400.0 + hour * 3600.0 + rng.random(n_sessions) * 3600.0
+
+        order = np.lexsort((rng.random(len(local)), session_id))
+        row_session = session_id[order]
+        steps = np.ceil(rng.exponential(gap[local[order]]))
+        steps[rng.random(len(order)) < same[local[order]]] = 0.0
+        first_in_session = np.ones(len(order), dtype=bool)
+        first_in_session[1:] = row_session[1:] != row_session[:-1]
+        steps[first_in_session] = 0.0
+        within = np.cumsum(steps)
+        within -= np.maximum.accumulate(np.where(first_in_session, within, 0.0))
+        times = np.empty(len(local), dtype=np.int64)
+        times[order] = EPOCH_SECONDS + (session_start[row_session] + within).astype(
+            np.int64
+        )
+        return times
+
+
+@dataclass(frozen=True)
+class _Draw:
+    """A block's users, their chosen items and latent scores, before rating."""
+
+    rng: np.random.Generator
+    first: int
+    last: int
+    profiles: np.ndarray
+    counts: np.ndarray
+    local: np.ndarray
+    items: np.ndarray
+    latent: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Block:
+    start: int
+    stop: int
+    users: np.ndarray
+    items: np.ndarray
+    ratings: np.ndarray
+    times: np.ndarray
+
+
+def to_frame(
+    arrays: Interactions, profiles: Sequence[str], categories: Sequence[str]
+) -> pd.DataFrame:
+    """Wrap column arrays as the documented interactions DataFrame."""
+    import pandas as pd
+
+    timestamps = pd.DatetimeIndex(
+        (arrays.timestamp_s * 1_000_000_000).view("M8[ns]")
+    ).tz_localize("UTC")
+    return pd.DataFrame(
+        {
+            "user_id": arrays.user_id,
+            "item_id": arrays.item_id,
+            "rating": arrays.rating,
+            "timestamp": timestamps,
+            "profile": pd.Categorical.from_codes(
+                arrays.profile_code, categories=profiles
+            ),
+            "category": pd.Categorical.from_codes(
+                arrays.category_code, categories=categories
+            ),
+        }
+    )
+
+
+def _rng(seed: int, *stream: int) -> np.random.Generator:
+    return np.random.Generator(
+        np.random.PCG64(np.random.SeedSequence(seed, spawn_key=stream))
+    )
+
+
+def _common_scale(
+    profiles: Sequence[str], specs: Sequence[BehaviorSpec]
+) -> RatingScale:
+    scales = {spec.rating_scale for spec in specs}
+    if len(scales) > 1:
+        described = ", ".join(
+            f"{name}: {spec.rating_scale.low}..{spec.rating_scale.high} "
+            f"step {spec.rating_scale.step}"
+            for name, spec in zip(profiles, specs, strict=True)
+        )
+        raise SpecError(
+            f"profiles in one dataset must share a rating scale; got {described}"
+        )
+    return specs[0].rating_scale
+
+
+def _apportion(total: int, weights: np.ndarray, *, floor: int) -> np.ndarray:
+    """Split `total` into integers proportional to `weights` (largest remainder)."""
+    n = len(weights)
+    base = np.full(n, floor if total >= floor * n else 0, dtype=np.int64)
+    spare = total - int(base.sum())
+    exact = spare * weights / weights.sum()
+    whole = np.floor(exact).astype(np.int64)
+    remainder = spare - int(whole.sum())
+    order = np.lexsort((np.arange(n), -(exact - whole)))
+    whole[order[:remainder]] += 1
+    return base + whole
+
+
+def _capped_apportion(total: int, weights: np.ndarray, caps: np.ndarray) -> np.ndarray:
+    """Split `total` proportionally to `weights` without exceeding `caps`."""
+    share = np.zeros(len(weights))
+    free = caps > 0
+    left = float(total)
+    while left > 1e-9 and free.any():
+        add = left * weights * free / (weights * free).sum()
+        share = np.minimum(share + add, caps)
+        left = total - share.sum()
+        free = share < caps
+    whole = np.minimum(np.floor(share), caps).astype(np.int64)
+    missing = total - int(whole.sum())
+    room = whole < caps
+    order = np.lexsort((np.arange(len(weights)), -(share - whole), ~room))
+    whole[order[:missing]] += 1
+    return whole
+
+
+def _breadth_weights(declared: np.ndarray) -> np.ndarray:
+    """Weights for a user's non-favourite categories that keep the profile's mix.
+
+    With the favourite drawn in proportion to the declared mix and the rest of
+    the attention spread by these weights, the population's average mix comes
+    out at the declared one (a short fixed-point iteration).
+    """
+    weights = declared.copy()
+    for _ in range(30):
+        spread = np.array(
+            [
+                np.sum(
+                    np.delete(declared, c) / np.maximum(1 - np.delete(weights, c), 1e-9)
+                )
+                for c in range(len(declared))
+            ]
+        )
+        target = np.where(spread > 0, declared / np.maximum(spread, 1e-12), 0.0)
+        weights = target / target.sum()
+    return weights
+
+
+def _draw_categories(
+    rng: np.random.Generator, mix: np.ndarray, rows: np.ndarray | None = None
+) -> np.ndarray:
+    """One category per row: from ``mix[rows[k]]`` for each k (or each row of mix)."""
+    if rows is None:
+        rows = np.arange(len(mix))
+    n_users, n_categories = mix.shape
+    cumulative = np.cumsum(mix, axis=1)
+    cumulative /= cumulative[:, -1:]
+    # Offsetting user u's cumulative mix by u lays all users on one sorted line,
+    # so a single searchsorted draws every row without a rows x categories array.
+    line = (cumulative + np.arange(n_users)[:, None]).ravel()
+    position = np.searchsorted(line, rows + rng.random(len(rows)), side="right")
+    return np.minimum(position - rows * n_categories, n_categories - 1)
+
+
+def _contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    position = np.searchsorted(sorted_keys, keys)
+    position = np.minimum(position, len(sorted_keys) - 1)
+    return sorted_keys[position] == keys
+
+
+def _segment_cumsum(
+    values: np.ndarray, starts: np.ndarray, lengths: np.ndarray
+) -> np.ndarray:
+    total = np.cumsum(values)
+    before = np.repeat(total[starts] - values[starts], lengths)
+    return total - before
+
+
+def _name_items(
+    item_category: np.ndarray,
+    categories: Sequence[str],
+    given: Mapping[str, Sequence[str]],
+    rng: np.random.Generator,
+) -> list[str]:
+    """Readable, unique item names: Gemini's where given, invented otherwise."""
+    used: dict[str, int] = {}
+    names: list[str] = []
+    adjectives = rng.permutation(_ADJECTIVES)
+    for item, code in enumerate(item_category):
+        category = categories[code]
+        pool = given.get(category, ())
+        seen = used.get(category, 0)
+        used[category] = seen + 1
+        if seen < len(pool):
+            names.append(pool[seen])
+            continue
+        noun = category.replace("-", " ").title()
+        names.append(f"{adjectives[item % len(adjectives)]} {noun} {item + 1}")
+    return names
