@@ -57,7 +57,9 @@ def resolve(
 ) -> Settings:
     """Merge the four sources into `Settings`, validating every value."""
     env = os.environ if env is None else env
-    backend = _first(options.get("backend"), env.get("PRISYN_BACKEND"), ini.get("backend"))
+    backend = _first(
+        options.get("backend"), env.get("PRISYN_BACKEND"), ini.get("backend")
+    )
     backend = _choice("backend", backend or "auto", BACKENDS)
     model = _first(options.get("model"), env.get("PRISYN_MODEL"), ini.get("model"))
     generation = _first(options.get("generation"), ini.get("generation")) or "spec"
@@ -82,7 +84,9 @@ def resolve(
     )
 
 
-def find_api_key(env: Mapping[str, str], rootdir: Path) -> tuple[str | None, str | None]:
+def find_api_key(
+    env: Mapping[str, str], rootdir: Path
+) -> tuple[str | None, str | None]:
     """The Gemini key and where it came from; the environment beats ``.env``."""
     for name in KEY_VARIABLES:
         if env.get(name, "").strip():

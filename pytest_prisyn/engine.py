@@ -91,14 +91,14 @@ class Engine:
         arguments = check_arguments((), arguments)
         population = parse_population(arguments.get("profile"))
         profiles = [self.registry.get(name) for name, _ in population]
-        sizes = check_sizes(
-            *(arguments.get(name, DEFAULTS[name]) for name in DEFAULTS)
-        )
+        sizes = check_sizes(*(arguments.get(name, DEFAULTS[name]) for name in DEFAULTS))
         generation = check_generation(
             arguments.get("generation") or self.settings.generation
         )
         make = _RequestMaker(population, profiles, sizes)
-        as_gemini = make(backend="gemini", model=self.settings.model, generation=generation)
+        as_gemini = make(
+            backend="gemini", model=self.settings.model, generation=generation
+        )
         as_simulated = make(backend="simulate")
         chosen = self._choose(as_gemini, as_simulated, profiles)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
@@ -144,7 +144,9 @@ def pytest_terminal_summary(
     stats = engine.stats
     terminalreporter.write_sep("=", "prisyn")
     generated = sum(stats.generated.values())
-    by_backend = ", ".join(f"{name}: {n}" for name, n in sorted(stats.generated.items()))
+    by_backend = ", ".join(
+        f"{name}: {n}" for name, n in sorted(stats.generated.items())
+    )
     line = f"datasets: {stats.from_cache} from cache, {generated} generated"
     if generated:
         line += f" ({by_backend}) in {stats.seconds_generating:.1f}s"
@@ -175,16 +177,18 @@ def _engine(config: pytest.Config) -> Engine:
         from pytest_prisyn.engine import Engine
         from pytest_prisyn.profiles import ProfileRegistry, load_user_profiles
 
-        registry = ProfileRegistry(load_user_profiles(config.rootpath / "pyproject.toml"))
+        registry = ProfileRegistry(
+            load_user_profiles(config.rootpath / "pyproject.toml")
+        )
         engine = Engine(config.stash[settings_key], registry)
         config.stash[engine_key] = engine
     return engine
 
 
 @pytest.fixture(scope="session")
-def prisyn(pytestconfig: pytest.Config) -> Iterator[Engine]:
-    """The prisyn engine: ``prisyn.dataset(profile, ...)``, ``.catalog()``, ``.profiles()``."""
-    yield _guarded(_engine, pytestconfig)
+def prisyn(pytestconfig: pytest.Config) -> Engine:
+    """The prisyn engine: ``.dataset(...)``, ``.catalog(...)``, ``.profiles()``."""
+    return _guarded(_engine, pytestconfig)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import html
 import importlib
 import io
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -700,7 +700,7 @@ def _shape_section(log: _InteractionLog, catalog: pd.DataFrame | None) -> ShapeS
             raise ValueError(
                 f"item catalog lacks column 'item_id'; it has {list(catalog)}"
             )
-        catalog_ids = pd.unique(catalog["item_id"])
+        catalog_ids = np.asarray(pd.unique(catalog["item_id"]))
         catalog_items = int(catalog_ids.size)
         if catalog_items:
             catalog_coverage = float(np.isin(catalog_ids, log.item_ids).mean())
@@ -1139,7 +1139,9 @@ def _draw_pictures(report: QualityReport, frame: pd.DataFrame) -> dict[str, byte
     """PNG bytes of each picture, by name."""
     figure_type, canvas_type = _matplotlib()
 
-    def png(draw: Any, size: tuple[float, float] = (6.4, 4.0)) -> bytes:
+    def png(
+        draw: Callable[[Axes], None], size: tuple[float, float] = (6.4, 4.0)
+    ) -> bytes:
         figure = figure_type(figsize=size, dpi=100, layout="constrained")
         canvas_type(figure)
         draw(figure.add_subplot())
@@ -1208,10 +1210,22 @@ def _draw_activity(ax: Axes, frame: pd.DataFrame) -> None:
     bins = np.geomspace(low, high, 30) if high > low else np.array([low / 2, low * 2])
     ax.hist(counts, bins=bins.tolist())
     ax.set_xscale("log")
+    ticks = [t for t in _one_two_five(high) if low <= t <= high]
+    if len(ticks) >= 2:
+        ax.set_xticks(ticks, [f"{t:,}" for t in ticks])
     ax.tick_params(axis="x", which="minor", labelbottom=False)
     ax.set_xlabel("interactions per user (log scale)")
     ax.set_ylabel("users")
     ax.set_title(f"User activity (Gini {gini(counts):.2f})")
+
+
+def _one_two_five(limit: float) -> list[int]:
+    """Round tick values 1, 2, 5, 10, 20, 50, ... reaching past the limit."""
+    ticks, decade = [], 1
+    while decade <= 2 * limit:
+        ticks += [decade, 2 * decade, 5 * decade]
+        decade *= 10
+    return ticks
 
 
 def _mix_bars(

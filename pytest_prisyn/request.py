@@ -187,4 +187,4 @@ def check_generation(value: object) -> Generation:
             f"generation={value!r} is not a generation mode; accepted: "
             f"{', '.join(GENERATIONS)}"
         )
-    return value  # type: ignore[return-value]
+    return value  # type: ignore[return-value,unused-ignore]

@@ -61,7 +61,38 @@ _STREAM_ASSIGN = 3
 _STREAM_BLOCK = 5
 _STREAM_NAMES = 6
 
-_ADJECTIVES = ["Aurora", "Bold", "Classic", "Crimson", "Daring", "Echo", "Golden", "Harbor", "Iron", "Jade", "Kinetic", "Lumen", "Midnight", "Nova", "Orbit", "Polar", "Quiet", "Royal", "Silver", "Summit", "Tidal", "Urban", "Velvet", "Wild", "Zenith", "Amber", "Cobalt", "Ember", "Lunar", "Prairie"]
+_ADJECTIVES = [
+    "Aurora",
+    "Bold",
+    "Classic",
+    "Crimson",
+    "Daring",
+    "Echo",
+    "Golden",
+    "Harbor",
+    "Iron",
+    "Jade",
+    "Kinetic",
+    "Lumen",
+    "Midnight",
+    "Nova",
+    "Orbit",
+    "Polar",
+    "Quiet",
+    "Royal",
+    "Silver",
+    "Summit",
+    "Tidal",
+    "Urban",
+    "Velvet",
+    "Wild",
+    "Zenith",
+    "Amber",
+    "Cobalt",
+    "Ember",
+    "Lunar",
+    "Prairie",
+]
 
 
 @dataclass(frozen=True)
@@ -116,7 +147,7 @@ class Simulator:
                 "item_id": np.arange(1, self.n_items + 1, dtype=np.int64),
                 "name": self.item_names,
                 "category": pd.Categorical.from_codes(
-                    self.item_category, categories=self.categories
+                    self.item_category, dtype=pd.CategoricalDtype(self.categories)
                 ),
             }
         )
@@ -425,7 +456,7 @@ class Simulator:
         items: np.ndarray,
         profiles: np.ndarray,
     ) -> np.ndarray:
-        """Ordered-probit scores: leniency + quality + taste for the category + noise."""
+        """Ordered-probit scores: leniency + quality + category taste + noise."""
         taste_weight = np.array([s.taste_weight for s in self.specs])[profiles[users]]
         categories = self.item_category[items]
         declared = np.maximum(self._declared.mean(axis=0)[categories], 1e-6)
@@ -526,10 +557,10 @@ def to_frame(
             "rating": arrays.rating,
             "timestamp": timestamps,
             "profile": pd.Categorical.from_codes(
-                arrays.profile_code, categories=profiles
+                arrays.profile_code, dtype=pd.CategoricalDtype(list(profiles))
             ),
             "category": pd.Categorical.from_codes(
-                arrays.category_code, categories=categories
+                arrays.category_code, dtype=pd.CategoricalDtype(list(categories))
             ),
         }
     )
@@ -606,6 +637,8 @@ def _breadth_weights(declared: np.ndarray) -> np.ndarray:
             ]
         )
         target = np.where(spread > 0, declared / np.maximum(spread, 1e-12), 0.0)
+        if target.sum() == 0:
+            return declared.copy()
         weights = target / target.sum()
     return weights
 

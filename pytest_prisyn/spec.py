@@ -83,7 +83,7 @@ class BehaviorSpec(BaseModel):
         default=0.5,
         ge=0.05,
         le=0.95,
-        description="typical share of a user's interactions in their favourite category",
+        description="typical share of a user's interactions in their top category",
     )
     min_interactions: int = Field(
         default=5, ge=1, description="fewest interactions a user has"

@@ -50,7 +50,9 @@ def _frame(rows: list[Row]) -> pd.DataFrame:
             "user_id": np.array(users, dtype=np.int64),
             "item_id": np.array(items, dtype=np.int64),
             "rating": np.array(ratings, dtype=np.float64),
-            "timestamp": pd.to_datetime(list(times), utc=True, format="ISO8601").as_unit("ns"),
+            "timestamp": pd.to_datetime(
+                list(times), utc=True, format="ISO8601"
+            ).as_unit("ns"),
             "profile": pd.Categorical(profiles),
             "category": pd.Categorical(categories),
         }
