@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 BLOCK_USERS = 1024
 DENSE_FRACTION = 8
 DENSE_CELLS = 1 << 22
-REDRAW_ROUNDS = 24
+REDRAW_ROUNDS = 12
 CALIBRATION_BLOCKS = 16
 CALIBRATION_ROWS = 50_000
 QUALITY_WEIGHT = 0.8
@@ -319,7 +319,10 @@ class Simulator:
             rows = row_profiles == p
             ratings[rows] = self._values[np.searchsorted(thresholds, draw.latent[rows])]
         times = self._timestamps(draw.rng, local, draw.counts, draw.profiles)
-        order = np.lexsort((items, times, local))
+        # One stable sort on a combined (user, time) key; ties keep draw order.
+        order = np.argsort(
+            local.astype(np.int64) << 40 | (times - EPOCH_SECONDS), kind="stable"
+        )
         return _Block(
             start=draw.first,
             stop=draw.last,
@@ -357,83 +360,87 @@ class Simulator:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Pick each user's distinct items; return (local user index, item) rows."""
         dense = counts * DENSE_FRACTION >= self.n_items
-        parts_local: list[np.ndarray] = []
-        parts_items: list[np.ndarray] = []
         dense_users = np.flatnonzero(dense)
-        batch = max(1, DENSE_CELLS // self.n_items)
-        for lo in range(0, len(dense_users), batch):
-            chosen = dense_users[lo : lo + batch]
-            local, items = self._choose_dense(rng, mix[chosen], counts[chosen])
-            parts_local.append(chosen[local])
-            parts_items.append(items)
         sparse_users = np.flatnonzero(~dense)
-        if len(sparse_users):
-            local, items = self._choose_sparse(
-                rng, mix[sparse_users], counts[sparse_users]
-            )
-            parts_local.append(sparse_users[local])
-            parts_items.append(items)
-        return np.concatenate(parts_local), np.concatenate(parts_items)
+        local_d, items_d = self._gumbel_top(rng, mix[dense_users], counts[dense_users])
+        local_s, items_s = self._choose_sparse(
+            rng, mix[sparse_users], counts[sparse_users]
+        )
+        return (
+            np.concatenate([dense_users[local_d], sparse_users[local_s]]),
+            np.concatenate([items_d, items_s]),
+        )
 
-    def _choose_dense(
-        self, rng: np.random.Generator, mix: np.ndarray, counts: np.ndarray
+    def _gumbel_top(
+        self,
+        rng: np.random.Generator,
+        mix: np.ndarray,
+        wanted: np.ndarray,
+        held: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        # Gumbel top-k: the k largest of log(weight) + Gumbel noise are a sample
-        # of k distinct items drawn one after another in proportion to weight.
-        weights = (mix[:, self.item_category] + 1e-7) * self.popularity
-        keys = np.log(weights) + rng.gumbel(size=weights.shape)
-        ranked = np.argsort(-keys, axis=1, kind="stable")
-        take = np.arange(self.n_items)[None, :] < counts[:, None]
-        local = np.broadcast_to(np.arange(len(counts))[:, None], take.shape)[take]
-        return local, ranked[take]
+        """``wanted[u]`` distinct items for each user u of `mix`, skipping `held`.
+
+        The k largest of log(weight) + Gumbel noise are a sample of k distinct
+        items drawn one after another in proportion to weight. `held` is a pair
+        (user, item) of arrays of items a user already has.
+        """
+        batch = max(1, DENSE_CELLS // self.n_items)
+        local_parts, item_parts = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+        for lo in range(0, len(wanted), batch):
+            hi = min(lo + batch, len(wanted))
+            weights = (mix[lo:hi, self.item_category] + 1e-7) * self.popularity
+            keys = np.log(weights) + rng.gumbel(size=weights.shape)
+            if held is not None:
+                users, items = held
+                inside = (users >= lo) & (users < hi)
+                keys[users[inside] - lo, items[inside]] = -np.inf
+            top = int(wanted[lo:hi].max(initial=0))
+            if top == 0:
+                continue
+            if top < self.n_items:
+                keys = -keys
+                best = np.argpartition(keys, top - 1, axis=1)[:, :top]
+                keys = np.take_along_axis(keys, best, axis=1)
+            else:
+                best = np.broadcast_to(np.arange(self.n_items), keys.shape)
+                keys = -keys
+            order = np.argsort(keys, axis=1, kind="stable")
+            ranked = np.take_along_axis(best, order, axis=1)
+            take = np.arange(top)[None, :] < wanted[lo:hi, None]
+            local_parts.append(lo + np.nonzero(take)[0])
+            item_parts.append(ranked[take])
+        return np.concatenate(local_parts), np.concatenate(item_parts)
 
     def _choose_sparse(
         self, rng: np.random.Generator, mix: np.ndarray, counts: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
+        """Draw with replacement, redraw collisions, finish stubborn users densely."""
         local = np.repeat(np.arange(len(counts)), counts)
         items = self._draw_items(rng, _draw_categories(rng, mix, local))
         keys = local * self.n_items + items
-        order = np.argsort(keys, kind="stable")
-        repeated = np.zeros(len(keys), dtype=bool)
-        repeated[order[1:]] = keys[order[1:]] == keys[order[:-1]]
-        taken = np.unique(keys)
+        repeated = ~_first_occurrences(keys)
+        taken = np.sort(keys[~repeated])
         for _ in range(REDRAW_ROUNDS):
             pending = np.flatnonzero(repeated)
             if not len(pending):
                 break
             fresh = self._draw_items(rng, _draw_categories(rng, mix, local[pending]))
             fresh_keys = local[pending] * self.n_items + fresh
-            seen = _contains(taken, fresh_keys)
-            _, first = np.unique(fresh_keys, return_index=True)
-            new = np.zeros(len(pending), dtype=bool)
-            new[first] = True
-            new &= ~seen
+            new = _first_occurrences(fresh_keys) & ~_contains(taken, fresh_keys)
             items[pending[new]] = fresh[new]
-            keys[pending[new]] = fresh_keys[new]
             repeated[pending[new]] = False
-            taken = np.sort(np.concatenate([taken, fresh_keys[new]]))
-        for user in np.unique(local[repeated]):
-            self._fill_user(rng, user, mix[user], local, items, repeated)
+            added = np.sort(fresh_keys[new])
+            taken = np.insert(taken, np.searchsorted(taken, added), added)
+        if repeated.any():
+            # Users whose favourite categories are nearly exhausted keep colliding;
+            # finish them with a dense draw that skips what they already have.
+            short = np.unique(local[repeated])
+            wanted = np.bincount(local[repeated], minlength=len(counts))[short]
+            kept = ~repeated & np.isin(local, short)
+            held = (np.searchsorted(short, local[kept]), items[kept])
+            _, filled = self._gumbel_top(rng, mix[short], wanted, held)
+            items[np.flatnonzero(repeated)] = filled
         return local, items
-
-    def _fill_user(
-        self,
-        rng: np.random.Generator,
-        user: int,
-        mix: np.ndarray,
-        local: np.ndarray,
-        items: np.ndarray,
-        repeated: np.ndarray,
-    ) -> None:
-        """Finish a user whose redraws kept colliding, by a dense draw of the rest."""
-        rows = np.flatnonzero(local == user)
-        holes = rows[repeated[rows]]
-        have = items[rows[~repeated[rows]]]
-        weights = (mix[self.item_category] + 1e-7) * self.popularity
-        keys = np.log(weights) + rng.gumbel(size=self.n_items)
-        keys[have] = -np.inf
-        items[holes] = np.argsort(-keys, kind="stable")[: len(holes)]
-        repeated[holes] = False
 
     def _draw_items(
         self, rng: np.random.Generator, categories: np.ndarray
@@ -501,7 +508,8 @@ class Simulator:
         hour = rng.choice(24, size=n_sessions, p=DIURNAL / DIURNAL.sum())
         session_start = day * 86_400.0 + hour * 3600.0 + rng.random(n_sessions) * 3600.0
 
-        order = np.lexsort((rng.random(len(local)), session_id))
+        shuffle = rng.integers(0, 1 << 20, len(local))
+        order = np.argsort(session_id << 20 | shuffle, kind="stable")
         row_session = session_id[order]
         steps = np.ceil(rng.exponential(gap[local[order]]))
         steps[rng.random(len(order)) < same[local[order]]] = 0.0
@@ -657,6 +665,14 @@ def _draw_categories(
     line = (cumulative + np.arange(n_users)[:, None]).ravel()
     position = np.searchsorted(line, rows + rng.random(len(rows)), side="right")
     return np.minimum(position - rows * n_categories, n_categories - 1)
+
+
+def _first_occurrences(keys: np.ndarray) -> np.ndarray:
+    """Mask of the first occurrence of each value, in array order."""
+    order = np.argsort(keys, kind="stable")
+    first = np.ones(len(keys), dtype=bool)
+    first[order[1:]] = keys[order[1:]] != keys[order[:-1]]
+    return first
 
 
 def _contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:

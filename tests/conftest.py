@@ -1,7 +1,10 @@
-"""Shared test set-up: every test starts from a clean prisyn environment."""
+"""Shared test set-up: a clean prisyn environment, and Parquet loaded up front."""
 
 from __future__ import annotations
 
+import io
+
+import pandas as pd
 import pytest
 
 CLEARED_VARIABLES = (
@@ -12,6 +15,27 @@ CLEARED_VARIABLES = (
     "PRISYN_CACHE_DIR",
     "GOOGLE_GEMINI_BASE_URL",
 )
+
+
+def _load_parquet_machinery() -> None:
+    """Round-trip a tiny frame so pandas and pyarrow load all their modules now.
+
+    In-process pytester runs forget modules first imported during the inner run,
+    and numpy and pyarrow cannot be loaded twice in one process.
+    """
+    frame = pd.DataFrame(
+        {
+            "n": [1],
+            "when": pd.to_datetime([0], utc=True),
+            "kind": pd.Categorical(["a"]),
+        }
+    )
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, engine="pyarrow", compression="zstd")
+    pd.read_parquet(io.BytesIO(buffer.getvalue()), engine="pyarrow")
+
+
+_load_parquet_machinery()
 
 
 @pytest.fixture(autouse=True)

@@ -102,7 +102,7 @@ def test_golden_digest_pins_the_data_format() -> None:
     assert digest(frame) == GOLDEN
 
 
-GOLDEN = "ee4f4f85de040505ee00998faacf399e04bb171ba0fea7b3914ea4ad3816cd45"
+GOLDEN = "2af3c0d6a38a83d00271a0a4befb8da49d4f1c0b24aa75eebd5c15ca1761f92f"
 
 
 def test_every_user_is_capped_by_the_catalog_and_dense_requests_work() -> None:
