@@ -45,7 +45,11 @@ COLUMNS = ("user_id", "item_id", "rating", "timestamp", "profile", "category")
 
 @dataclass
 class Stats:
-    """What the engine did this run, for the terminal summary."""
+    """What the engine did this run, for the terminal summary.
+
+    Counts are of distinct datasets: asking again for one already served in
+    this session is free and counts nothing.
+    """
 
     from_cache: int = 0
     generated: Counter[str] = field(default_factory=Counter)
@@ -148,7 +152,6 @@ class Engine:
 
     def _recorded(self, fingerprint: str) -> Entry | None:
         if fingerprint in self._memory:
-            self.stats.from_cache += 1
             return self._memory[fingerprint]
         entry = self.store.get(fingerprint)
         self.stats.damaged = len(self.store.damaged)
@@ -252,9 +255,11 @@ class Engine:
     def _gemini_spec(
         self, client: Any, model: str, profile: Profile, usage: Any
     ) -> tuple[BehaviorSpec, dict[str, list[str]]]:
-        """The profile's spec: its own, or Gemini's (asked once, then cached)."""
-        if profile.spec is not None:
-            return profile.spec, {}
+        """Gemini's spec and item names for a profile: asked once, then cached.
+
+        The key is the profile's definition and the model, not the dataset's
+        size or seed, so every dataset of the profile reuses one paid answer.
+        """
         key = _spec_key(profile, model)
         cached = self.store.get_json(key)
         if cached is not None:
@@ -262,7 +267,10 @@ class Engine:
             return spec, {k: list(v) for k, v in cached["item_names"].items()}
         from pytest_prisyn import gemini
 
-        answer = gemini.write_spec(client, model, profile, usage=usage)
+        scale = profile.spec.rating_scale if profile.spec is not None else None
+        answer = gemini.write_spec(
+            client, model, profile, usage=usage, rating_scale=scale
+        )
         self.store.put_json(
             key,
             {

@@ -127,10 +127,12 @@ class Usage:
 
 
 # -- spec mode ---------------------------------------------------------------------
+# The docstrings and field descriptions of the reply models below are sent to
+# Gemini as part of the response schema: they are written for the model.
 
 
 class CategoryReply(BaseModel):
-    """One category in Gemini's answer, with example item names."""
+    """One item category these users interact with, its weight and example items."""
 
     category: str = Field(
         description="lower-case slug of 1-40 letters, digits or '-', e.g. 'smart-home'"
@@ -144,7 +146,7 @@ class CategoryReply(BaseModel):
 
 
 class SpecReply(BaseModel):
-    """The behaviour spec as Gemini writes it: every field required, no mappings."""
+    """How one population of users chooses, rates and times its interactions."""
 
     categories: list[CategoryReply] = Field(
         description="6 to 15 categories these users interact with, with weights"
@@ -243,6 +245,7 @@ def write_spec(
         response_mime_type="application/json",
         response_json_schema=spec_schema(),
         thinking_config=_thinking(thinking_budget),
+        automatic_function_calling=_no_tools(),
     )
     values = ", ".join(f"{value:g}" for value in scale.values())
     contents = (
@@ -323,8 +326,9 @@ class RowsAnswer:
     reasks: int
 
 
+# Sent to Gemini as the response schema, like SpecReply.
 class RowReply(BaseModel):
-    """One interaction in Gemini's answer."""
+    """One interaction: a user rating an item at a moment in time."""
 
     user_id: int = Field(description="one of the user_id values asked for")
     item_id: int = Field(description="an item_id from the items list")
@@ -336,7 +340,7 @@ class RowReply(BaseModel):
 
 
 class RowsReply(BaseModel):
-    """Gemini's answer in rows mode."""
+    """The interactions asked for."""
 
     rows: list[RowReply]
 
@@ -541,6 +545,7 @@ def _write_chunk(
             response_mime_type="application/json",
             response_json_schema=rows_schema(),
             thinking_config=_thinking(thinking_budget),
+            automatic_function_calling=_no_tools(),
         )
         rows = _generate(
             client,
@@ -576,8 +581,10 @@ def _missing(chunk: _Chunk, kept: Mapping[int, list[_Row]]) -> dict[int, int]:
 
 
 def _prompt_items(plan: _Plan, chunk: _Chunk) -> list[int]:
-    """Choose the catalog items (0-based) the chunk's prompt shows, at most 400."""
-    if plan.n_items <= MAX_PROMPT_ITEMS:
+    """Choose the catalog items (0-based) the chunk's prompt shows, about 400."""
+    # A user with more interactions than 400 items needs a wider choice.
+    limit = max(MAX_PROMPT_ITEMS, max(chunk.wanted.values()) + MAX_PROMPT_ITEMS // 4)
+    if plan.n_items <= limit:
         return list(range(plan.n_items))
     demand: dict[str, float] = {}
     for user, count in chunk.wanted.items():
@@ -591,7 +598,7 @@ def _prompt_items(plan: _Plan, chunk: _Chunk) -> list[int]:
     # Gumbel top-k: a weighted sample without replacement, the same every run.
     rng = np.random.default_rng([plan.seed, chunk.index])
     keys = np.log(weights) + rng.gumbel(size=plan.n_items)
-    chosen = np.argsort(-keys, kind="stable")[:MAX_PROMPT_ITEMS]
+    chosen = np.argsort(-keys, kind="stable")[:limit]
     return sorted(int(index) for index in chosen)
 
 
@@ -666,7 +673,10 @@ def _screen_rows(
     for raw in rows:
         row, reason = _check_row(raw, plan, room, taken)
         if row is None:
-            rejected.append({"row": raw, "reason": reason})
+            shown = json.dumps(raw, ensure_ascii=False)
+            rejected.append(
+                {"row": raw if len(shown) <= 300 else _clip(shown), "reason": reason}
+            )
             continue
         kept[row.user_id].append(row)
         taken.add((row.user_id, row.item_id))
@@ -950,6 +960,13 @@ def _load_model(text: str, model: type[M]) -> M:
         raise _AttemptFailed(
             f"the answer does not match the schema ({problems})", retryable=True
         ) from None
+
+
+def _no_tools() -> types.AutomaticFunctionCallingConfig:
+    """Return the config that turns off the SDK's function-calling loop (and log)."""
+    from google.genai import types
+
+    return types.AutomaticFunctionCallingConfig(disable=True)
 
 
 def _thinking(budget: int | None) -> types.ThinkingConfig | None:

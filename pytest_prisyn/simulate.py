@@ -46,6 +46,11 @@ CALIBRATION_ROWS = 50_000
 QUALITY_WEIGHT = 0.8
 FAVOURITE_CONCENTRATION = 12.0
 BREADTH_CONCENTRATION = 8.0
+# Within a category, items also differ in style (think sub-genre or price tier);
+# each user leans to a few styles, which gives the item co-occurrence that
+# personalised recommenders learn from.
+STYLES = 8
+STYLE_CONCENTRATION = 0.4
 EPOCH_SECONDS = 1_704_067_200  # 2024-01-01T00:00:00Z: data starts here, always
 SESSION_GAP_DAYS = 2.0
 # Share of sessions starting in each hour of the day (UTC): quiet nights,
@@ -211,6 +216,7 @@ class Simulator:
         z = (log_pop - log_pop.mean()) / (log_pop.std() or 1.0)
         noise = rng.standard_normal(self.n_items)
         self.quality = corr * z + np.sqrt(max(0.0, 1.0 - corr**2)) * noise
+        self.item_style = rng.integers(0, STYLES, self.n_items)
 
         self.item_names = _name_items(
             self.item_category,
@@ -218,19 +224,27 @@ class Simulator:
             item_names,
             _rng(self.seed, _STREAM_NAMES),
         )
-        order = np.argsort(self.item_category, kind="stable")
-        counts = np.bincount(self.item_category, minlength=len(self.categories))
+        # Items are drawn within a group (category x style) by popularity; the
+        # groups are laid end to end, group g covering [g, g + 1) on one line.
+        n_groups = len(self.categories) * STYLES
+        self.item_group = self.item_category.astype(np.int64) * STYLES + self.item_style
+        order = np.argsort(self.item_group, kind="stable")
+        counts = np.bincount(self.item_group, minlength=n_groups)
         self._order = order
-        self._cat_start = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        self._cat_stop = np.cumsum(counts)
+        self._group_start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        self._group_stop = np.cumsum(counts)
+        self._group_mass = np.bincount(
+            self.item_group, weights=self.popularity, minlength=n_groups
+        )
         within = self.popularity[order]
         cumulative = np.empty(self.n_items)
-        for code in range(len(self.categories)):
-            lo, hi = self._cat_start[code], self._cat_stop[code]
+        for group in np.flatnonzero(counts):
+            lo, hi = self._group_start[group], self._group_stop[group]
             part = np.cumsum(within[lo:hi])
-            cumulative[lo:hi] = code + part / part[-1]
-            cumulative[hi - 1] = code + 1.0
+            cumulative[lo:hi] = group + part / part[-1]
+            cumulative[hi - 1] = group + 1.0
         self._cumulative = cumulative
+        self._item_share = self.popularity / self._group_mass[self.item_group]
 
     def _assign_profiles(self) -> None:
         per_profile = _apportion(self.n_users, self.shares, floor=0)
@@ -304,10 +318,10 @@ class Simulator:
         first = block * BLOCK_USERS
         last = min(first + BLOCK_USERS, self.n_users)
         profiles = self.user_profile[first:last]
-        mix, bias = self._tastes(rng, profiles)
+        taste = self._tastes(rng, profiles)
         counts = self.counts[first:last]
-        local, items = self._choose(rng, mix, counts)
-        latent = self._latent(rng, mix, bias, local, items, profiles)
+        local, items = self._choose(rng, taste, counts)
+        latent = self._latent(rng, taste, local, items, profiles)
         return _Draw(rng, first, last, profiles, counts, local, items, latent)
 
     def _block(self, block: int) -> _Block:
@@ -332,10 +346,8 @@ class Simulator:
             times=times[order],
         )
 
-    def _tastes(
-        self, rng: np.random.Generator, profiles: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Each user's category mix (rows sum to one) and rating leniency."""
+    def _tastes(self, rng: np.random.Generator, profiles: np.ndarray) -> _Tastes:
+        """Each user's category mix, style preferences and rating leniency."""
         n = len(profiles)
         declared = self._declared[profiles]
         breadth = self._breadth[profiles]
@@ -353,18 +365,30 @@ class Simulator:
         mix = rest * (1 - strength)[:, None]
         mix[np.arange(n), favourite] += np.where(alone, 1.0, strength)
         bias_sd = np.array([s.user_bias_sd for s in self.specs])[profiles]
-        return mix, rng.standard_normal(n) * bias_sd
+        bias = rng.standard_normal(n) * bias_sd
+        style = rng.gamma(STYLE_CONCENTRATION, size=(n, STYLES))
+        style /= style.sum(axis=1, keepdims=True)
+
+        # A user's share of category c goes to its styles in proportion to
+        # (taste for the style) x (popularity mass of the style's items in c).
+        mass = self._group_mass.reshape(len(self.categories), STYLES)
+        within = style[:, None, :] * mass[None, :, :] + 1e-12 * mass[None, :, :]
+        within /= within.sum(axis=2, keepdims=True)
+        groups = (mix[:, :, None] * within).reshape(n, -1)
+        return _Tastes(mix=mix, style=style, bias=bias, groups=groups, within=within)
 
     def _choose(
-        self, rng: np.random.Generator, mix: np.ndarray, counts: np.ndarray
+        self, rng: np.random.Generator, tastes: _Tastes, counts: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """Pick each user's distinct items; return (local user index, item) rows."""
         dense = counts * DENSE_FRACTION >= self.n_items
         dense_users = np.flatnonzero(dense)
         sparse_users = np.flatnonzero(~dense)
-        local_d, items_d = self._gumbel_top(rng, mix[dense_users], counts[dense_users])
+        local_d, items_d = self._gumbel_top(
+            rng, tastes.groups[dense_users], counts[dense_users]
+        )
         local_s, items_s = self._choose_sparse(
-            rng, mix[sparse_users], counts[sparse_users]
+            rng, tastes.subset(sparse_users), counts[sparse_users]
         )
         return (
             np.concatenate([dense_users[local_d], sparse_users[local_s]]),
@@ -374,11 +398,11 @@ class Simulator:
     def _gumbel_top(
         self,
         rng: np.random.Generator,
-        mix: np.ndarray,
+        groups: np.ndarray,
         wanted: np.ndarray,
         held: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """``wanted[u]`` distinct items for each user u of `mix`, skipping `held`.
+        """``wanted[u]`` distinct items for each user u of `groups`, skipping `held`.
 
         The k largest of log(weight) + Gumbel noise are a sample of k distinct
         items drawn one after another in proportion to weight. `held` is a pair
@@ -388,7 +412,7 @@ class Simulator:
         local_parts, item_parts = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
         for lo in range(0, len(wanted), batch):
             hi = min(lo + batch, len(wanted))
-            weights = (mix[lo:hi, self.item_category] + 1e-7) * self.popularity
+            weights = (groups[lo:hi, self.item_group] + 1e-7) * self._item_share
             keys = np.log(weights) + rng.gumbel(size=weights.shape)
             if held is not None:
                 users, items = held
@@ -412,11 +436,12 @@ class Simulator:
         return np.concatenate(local_parts), np.concatenate(item_parts)
 
     def _choose_sparse(
-        self, rng: np.random.Generator, mix: np.ndarray, counts: np.ndarray
+        self, rng: np.random.Generator, tastes: _Tastes, counts: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """Draw with replacement, redraw collisions, finish stubborn users densely."""
         local = np.repeat(np.arange(len(counts)), counts)
-        items = self._draw_items(rng, _draw_categories(rng, mix, local))
+        draw_group = _GroupSampler(tastes)
+        items = self._draw_items(rng, draw_group(rng, local))
         keys = local * self.n_items + items
         repeated = ~_first_occurrences(keys)
         taken = np.sort(keys[~repeated])
@@ -424,7 +449,7 @@ class Simulator:
             pending = np.flatnonzero(repeated)
             if not len(pending):
                 break
-            fresh = self._draw_items(rng, _draw_categories(rng, mix, local[pending]))
+            fresh = self._draw_items(rng, draw_group(rng, local[pending]))
             fresh_keys = local[pending] * self.n_items + fresh
             new = _first_occurrences(fresh_keys) & ~_contains(taken, fresh_keys)
             items[pending[new]] = fresh[new]
@@ -438,40 +463,39 @@ class Simulator:
             wanted = np.bincount(local[repeated], minlength=len(counts))[short]
             kept = ~repeated & np.isin(local, short)
             held = (np.searchsorted(short, local[kept]), items[kept])
-            _, filled = self._gumbel_top(rng, mix[short], wanted, held)
+            _, filled = self._gumbel_top(rng, tastes.groups[short], wanted, held)
             items[np.flatnonzero(repeated)] = filled
         return local, items
 
-    def _draw_items(
-        self, rng: np.random.Generator, categories: np.ndarray
-    ) -> np.ndarray:
-        """One item per row from its category, in proportion to popularity."""
+    def _draw_items(self, rng: np.random.Generator, groups: np.ndarray) -> np.ndarray:
+        """One item per row from its group, in proportion to popularity."""
         position = np.searchsorted(
-            self._cumulative, categories + rng.random(len(categories)), side="right"
+            self._cumulative, groups + rng.random(len(groups)), side="right"
         )
         position = np.clip(
-            position, self._cat_start[categories], self._cat_stop[categories] - 1
+            position, self._group_start[groups], self._group_stop[groups] - 1
         )
         return self._order[position]
 
     def _latent(
         self,
         rng: np.random.Generator,
-        mix: np.ndarray,
-        bias: np.ndarray,
+        tastes: _Tastes,
         users: np.ndarray,
         items: np.ndarray,
         profiles: np.ndarray,
     ) -> np.ndarray:
-        """Ordered-probit scores: leniency + quality + category taste + noise."""
+        """Ordered-probit scores: leniency + quality + taste + noise."""
         taste_weight = np.array([s.taste_weight for s in self.specs])[profiles[users]]
         categories = self.item_category[items]
         declared = np.maximum(self._declared.mean(axis=0)[categories], 1e-6)
-        taste = np.clip(
-            np.log(np.maximum(mix[users, categories], 1e-6) / declared), -2, 2
+        for_category = np.log(
+            np.maximum(tastes.mix[users, categories], 1e-6) / declared
         )
+        for_style = np.log(tastes.style[users, self.item_style[items]] * STYLES)
+        taste = np.clip(for_category, -2, 2) + 0.5 * np.clip(for_style, -2, 2)
         return (
-            bias[users]
+            tastes.bias[users]
             + QUALITY_WEIGHT * self.quality[items]
             + taste_weight * taste
             + rng.standard_normal(len(items))
@@ -523,6 +547,48 @@ class Simulator:
             np.int64
         )
         return times
+
+
+@dataclass(frozen=True)
+class _Tastes:
+    """A block's users: category mix, style preferences, leniency, group mix.
+
+    ``groups[u, c * STYLES + s]`` is user u's probability of group (c, s), and
+    ``within[u, c, s]`` the share of style s inside category c.
+    """
+
+    mix: np.ndarray
+    style: np.ndarray
+    bias: np.ndarray
+    groups: np.ndarray
+    within: np.ndarray
+
+    def subset(self, users: np.ndarray) -> _Tastes:
+        """The same tastes for some of the users only."""
+        return _Tastes(
+            *(getattr(self, name)[users] for name in self.__dataclass_fields__)
+        )
+
+
+class _GroupSampler:
+    """Draws a (category, style) group per row: category first, then style."""
+
+    def __init__(self, tastes: _Tastes) -> None:
+        n_users, self.n_categories = tastes.mix.shape
+        cumulative = np.cumsum(tastes.mix, axis=1)
+        cumulative /= cumulative[:, -1:]
+        self.line = (cumulative + np.arange(n_users)[:, None]).ravel()
+        self.within = np.cumsum(tastes.within, axis=2)
+        self.within /= self.within[:, :, -1:]
+
+    def __call__(self, rng: np.random.Generator, rows: np.ndarray) -> np.ndarray:
+        position = np.searchsorted(self.line, rows + rng.random(len(rows)), "right")
+        category = np.minimum(
+            position - rows * self.n_categories, self.n_categories - 1
+        )
+        steps = self.within[rows, category]
+        style = (steps <= rng.random(len(rows))[:, None]).sum(axis=1)
+        return category * STYLES + np.minimum(style, STYLES - 1)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fake_gemini import good_rows, perfect_model, spec_reply, task
 from gemini_server import GeminiServer, RecordedRequest, Reply
 from google import genai
 
@@ -74,44 +75,6 @@ def _spec(name: str) -> BehaviorSpec:
     spec = BUILTIN[name].spec
     assert spec is not None
     return spec
-
-
-def spec_reply(**overrides: Any) -> dict[str, Any]:
-    """Return a valid SpecReply answer, with some fields replaced."""
-    answer: dict[str, Any] = {
-        "categories": [
-            {
-                "category": "Hiking Boots",
-                "weight": 30,
-                "example_items": [f"Ridge Runner Boot {i}" for i in range(25)],
-            },
-            {
-                "category": "tents",
-                "weight": 25,
-                "example_items": ["Alpine Dome 2", "Alpine Dome 2", " Summit  Tarp "],
-            },
-            {
-                "category": "trail-guides",
-                "weight": 20,
-                "example_items": ["Best Hikes of the Alps", "Cascades on Foot"],
-            },
-            {"category": "outdoor", "weight": 25, "example_items": ["Trail Mug"]},
-        ],
-        "star_shares": [0.08, 0.1, 0.2, 0.32, 0.3],
-        "favourite_share": 0.45,
-        "min_interactions": 4,
-        "activity_sigma": 1.2,
-        "popularity_sigma": 1.3,
-        "quality_popularity_corr": 0.4,
-        "taste_weight": 0.6,
-        "user_bias_sd": 0.5,
-        "session_size": 5,
-        "session_gap_seconds": 200,
-        "same_second_share": 0.2,
-        "span_days": 240,
-    }
-    answer.update(overrides)
-    return answer
 
 
 def write_spec(client: genai.Client, **options: Any) -> gemini.SpecAnswer:
@@ -377,18 +340,23 @@ def test_quota_with_retry_info_waits_then_succeeds(
 
 
 def test_server_errors_give_up_after_the_attempts(
-    server: GeminiServer, client: genai.Client
+    server: GeminiServer, client: genai.Client, caplog: pytest.LogCaptureFixture
 ) -> None:
     for _ in range(3):
         server.reply_case("error-503-overloaded.json")
     server.reply_json(spec_reply())
 
-    message = failure(lambda: write_spec(client))
+    with caplog.at_level("DEBUG"):
+        message = failure(lambda: write_spec(client))
 
     assert "503 UNAVAILABLE" in message
     assert "The model is overloaded" in message
     assert "after 3 attempts" in message
     assert server.request_count == 3
+    retries = [r for r in caplog.records if r.name == "pytest_prisyn"]
+    assert [r.levelname for r in retries] == ["WARNING", "WARNING"]
+    assert "retrying" in retries[0].getMessage()
+    assert KEY not in caplog.text
 
 
 def test_timeout_is_retried(server: GeminiServer) -> None:
@@ -423,41 +391,6 @@ def test_unknown_finish_reason_is_retried(
 
 
 # -- rows mode -----------------------------------------------------------------------
-
-
-def task(request: RecordedRequest) -> dict[str, Any]:
-    """Return the JSON request a rows prompt carries."""
-    data: dict[str, Any] = json.loads(request.prompt_text)
-    return data
-
-
-def good_rows(request: RecordedRequest) -> list[dict[str, Any]]:
-    """Answer a rows prompt the way a perfect model would."""
-    data = task(request)
-    taken = {tuple(pair) for pair in data.get("already_taken", [])}
-    scale = data["rating_scale"]
-    items = [item["item_id"] for item in data["items"]]
-    rows = []
-    for user in data["users"]:
-        uid = user["user_id"]
-        free = [i for i in items if (uid, i) not in taken]
-        for k in range(user["interactions"]):
-            day = (uid * 7 + k) % 90
-            rows.append(
-                {
-                    "user_id": uid,
-                    "item_id": free[(uid * 3 + k) % len(free)],
-                    "rating": scale[(uid + k) % len(scale)],
-                    "timestamp": f"2024-{1 + day // 30:02d}-{1 + day % 28:02d}"
-                    f"T19:{k % 60:02d}:07Z",
-                }
-            )
-    return rows
-
-
-def perfect_model(request: RecordedRequest) -> Reply:
-    """Reply to any rows prompt with valid rows."""
-    return Reply.success({"rows": good_rows(request)})
 
 
 def check_rows(answer: gemini.RowsAnswer, simulator: Simulator) -> None:
@@ -535,7 +468,7 @@ def test_rows_mode_sends_a_rows_schema(
 # Bad rows shaped after tests/data/gemini_cases/rows-out-of-range.json, mapped
 # onto our schema: off-scale or non-numeric ratings, impossible or ambiguous
 # timestamps, ids that are not users or items.
-def bad_rows(user: int) -> list[dict[str, Any]]:
+def bad_rows(user: int) -> list[Any]:
     """Return rows a sloppy model writes, each one invalid for its own reason."""
     ok = "2024-03-01T10:00:00Z"
     return [
@@ -708,6 +641,7 @@ def test_rows_mode_chunk_failure_names_the_chunk(
     assert "chunk 2 of" in message
     assert "not valid JSON" in message
     assert "after 3 attempts" in message
+    assert server.request_count == 4
 
 
 def test_rows_mode_shows_a_deterministic_catalog_subset(
@@ -740,3 +674,25 @@ def test_rows_mode_shows_a_deterministic_catalog_subset(
         shown = np.mean([item["category"] in own for item in data["items"]])
         in_catalog = np.mean(catalog["category"].astype(str).isin(own))
         assert shown > in_catalog
+
+
+def test_rows_mode_shows_enough_items_for_a_heavy_user(
+    server: GeminiServer, client: genai.Client
+) -> None:
+    simulator = Simulator(
+        population=[("tech", 1.0)],
+        specs={"tech": _spec("tech")},
+        n_users=2,
+        n_items=1000,
+        n_interactions=900,
+        seed=5,
+    )
+    assert simulator.counts.max() > 400
+    server.set_handler(perfect_model)
+
+    check_rows(write_rows(client, simulator), simulator)
+
+    for request in server.requests:
+        data = task(request)
+        (user,) = data["users"]
+        assert len(data["items"]) >= user["interactions"] + 100

@@ -188,10 +188,9 @@ def test_xdist_run_passes_and_shares_the_cache(pytester):
     serial = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     serial.assert_outcomes(passed=3)
     recorded = hashes(pytester)
-    for _ in range(2):
-        result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider")
-        result.assert_outcomes(passed=3)
-        assert hashes(pytester) == recorded
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3)
+    assert hashes(pytester) == recorded
 
 
 def test_xdist_cold_cache_run_passes(pytester):
@@ -222,3 +221,36 @@ def test_xdist_run_reports_the_summary_on_the_controller(pytester):
     result.assert_outcomes(passed=3)
     assert re.search(r"^=+ prisyn =+$", result.stdout.str(), re.MULTILINE)
     assert summary(result)[1] == 3
+
+
+def test_damaged_entry_is_discarded_and_regenerated(pytester):
+    sqlite3 = pytest.importorskip("sqlite3")
+    pytester.makepyfile(HASHING_SUITE)
+    pytester.runpytest().assert_outcomes(passed=3)
+    recorded = hashes(pytester)
+
+    database = sqlite3.connect(pytester.path / ".prisyn" / "cache.db")
+    with database:
+        key, value = database.execute(
+            "SELECT key, value FROM Cache WHERE key LIKE 'dataset:%' LIMIT 1"
+        ).fetchone()
+        damaged = bytes(value[:-1]) + bytes([value[-1] ^ 0xFF])
+        database.execute("UPDATE Cache SET value = ? WHERE key = ?", (damaged, key))
+    database.close()
+
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=3)
+    assert summary(result) == (2, 1)
+    result.stdout.fnmatch_lines(["*damaged*: 1"])
+    assert hashes(pytester) == recorded
+
+
+def test_unusable_cache_dir_fails_cleanly(pytester):
+    (pytester.path / "not-a-dir").write_text("a file where the cache should be")
+    pytester.makepyfile(HASHING_SUITE)
+    result = pytester.runpytest("--prisyn-cache-dir=not-a-dir")
+    result.assert_outcomes(errors=3)
+    text = result.stdout.str()
+    assert "prisyn: " in text
+    assert "not-a-dir" in text
+    assert "Traceback" not in text

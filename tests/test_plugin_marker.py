@@ -206,7 +206,9 @@ def test_indirect_parametrization_gives_one_test_per_profile(pytester, run):
     )
     result = run("-v")
     result.assert_outcomes(passed=2)
-    result.stdout.fnmatch_lines(["*test_each?tech? PASSED*", "*test_each?fitness? PASSED*"])
+    result.stdout.fnmatch_lines(
+        ["*test_each?tech? PASSED*", "*test_each?fitness? PASSED*"]
+    )
 
 
 def test_indirect_parameter_overrides_the_mark(pytester, run):
@@ -347,3 +349,21 @@ def test_engine_dataset_accepts_a_list_and_shares(pytester, run):
         """
     )
     run().assert_outcomes(passed=1)
+
+
+def test_catalog_fixture_follows_indirect_parametrization(pytester, run):
+    pytester.makepyfile(
+        f"""
+        import pandas as pd
+        import pytest
+
+        pytestmark = pytest.mark.prisyn({SIZES})
+
+        @pytest.mark.parametrize("prisyn_catalog", ["tech", "foodie"], indirect=True)
+        def test_catalog(prisyn_catalog, prisyn, request):
+            profile = request.node.callspec.id
+            expected = prisyn.catalog(profile, {SIZES})
+            pd.testing.assert_frame_equal(prisyn_catalog, expected)
+        """
+    )
+    run().assert_outcomes(passed=2)

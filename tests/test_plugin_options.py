@@ -29,8 +29,9 @@ def test_plain():
 
 
 def header(result: pytest.RunResult) -> str:
-    """The single ``prisyn: `` header line of a run."""
-    lines = [line for line in result.outlines if line.startswith("prisyn: ")]
+    """The single ``prisyn: `` line in the header block of a run."""
+    block = result.outlines[: result.outlines.index("")]
+    lines = [line for line in block if line.startswith("prisyn: ")]
     assert len(lines) == 1, result.outlines
     return lines[0]
 
@@ -213,7 +214,9 @@ def test_cache_dir_precedence_cli_then_env_then_ini(pytester, monkeypatch):
 def test_absolute_cache_dir_is_used_as_given(pytester, tmp_path_factory):
     target = tmp_path_factory.mktemp("absolute") / "cache"
     pytester.makepyfile(ONE_DATASET)
-    result = pytester.runpytest("-p", "no:cacheprovider", f"--prisyn-cache-dir={target}")
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", f"--prisyn-cache-dir={target}"
+    )
     result.assert_outcomes(passed=1)
     assert target.is_dir()
     assert header(result).endswith(f"cache {target}")
@@ -247,3 +250,28 @@ def test_bare_regen_before_a_path_does_not_swallow_the_path(pytester):
     # 'test_one.py'; silently running every test and regenerating nothing is wrong.
     if result.ret != pytest.ExitCode.USAGE_ERROR:
         result.assert_outcomes(passed=1)
+
+
+def test_regen_of_an_unknown_profile_is_not_silently_ignored(pytester):
+    pytester.makepyfile(ONE_DATASET)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--prisyn-regen=fitnes")
+    if result.ret == pytest.ExitCode.USAGE_ERROR:
+        result.stderr.fnmatch_lines(["*fitnes*"])
+        return
+    mentions = [line for line in result.outlines if "fitnes" in line]
+    assert len(mentions) > 1, "only the header mentions the unknown profile"
+
+
+def test_blank_model_is_not_used_as_a_model_id(pytester):
+    pytester.makepyfile(NO_DATASET)
+    result = pytester.runpytest("--prisyn-model= ")
+    if result.ret != pytest.ExitCode.USAGE_ERROR:
+        assert "model gemini-2.5-flash" in header(result)
+
+
+def test_bad_gemini_timeout_in_ini_is_a_usage_error(pytester):
+    pytester.makepyfile(NO_DATASET)
+    pytester.makeini("[pytest]\nprisyn_gemini_timeout = soon\n")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*prisyn_gemini_timeout*soon*"])

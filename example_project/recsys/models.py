@@ -89,15 +89,22 @@ class RandomRecommender(Recommender):
 class ItemKNN(Recommender):
     """Item-item cosine similarity; an item's score sums its similarity to history."""
 
-    def __init__(self, neighbours: int | None = None, rating_weighted: bool = False):
+    def __init__(
+        self,
+        neighbours: int | None = 50,
+        rating_weighted: bool = False,
+        asymmetry: float = 0.5,
+    ) -> None:
         self.neighbours = neighbours
         self.rating_weighted = rating_weighted
+        self.asymmetry = asymmetry
 
     def _learn(self) -> None:
         binary = self.seen_.astype(float)
-        norms = np.sqrt(binary.sum(axis=0))
-        norms[norms == 0] = 1.0
-        similarity = (binary.T @ binary) / np.outer(norms, norms)
+        counts = np.maximum(binary.sum(axis=0), 1.0)
+        similarity = (binary.T @ binary) / np.outer(
+            counts**self.asymmetry, counts ** (1.0 - self.asymmetry)
+        )
         np.fill_diagonal(similarity, 0.0)
         if self.neighbours is not None and self.neighbours < len(similarity):
             # Keep, for each candidate item (column), only its closest neighbours.
@@ -115,10 +122,10 @@ class MatrixFactorization(Recommender):
 
     def __init__(
         self,
-        factors: int = 32,
+        factors: int = 8,
         epochs: int = 8,
         regularization: float = 5.0,
-        alpha: float = 10.0,
+        alpha: float = 2.0,
         seed: int = 0,
     ) -> None:
         self.factors = factors

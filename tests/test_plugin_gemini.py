@@ -1,0 +1,165 @@
+"""The gemini backend end to end: marker -> real google-genai client -> loopback server.
+
+The inner test runs see GEMINI_API_KEY and GOOGLE_GEMINI_BASE_URL pointing at a
+GeminiServer in this process; nothing is patched inside the SDK.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from fake_gemini import fake_model
+from gemini_server import GeminiServer, Reply
+
+KEY = "sk-planted-gemini-key-42"
+
+SUITE = """
+import pytest
+
+@pytest.mark.prisyn(profile="tech", n_users=8, n_items=40, n_interactions=80, seed=2,
+                    generation="{generation}")
+def test_data(prisyn_dataset, prisyn_catalog):
+    assert len(prisyn_dataset) == 80
+    assert prisyn_dataset["user_id"].nunique() == 8
+    assert not prisyn_dataset.duplicated(["user_id", "item_id"]).any()
+    assert set(prisyn_dataset["item_id"]) <= set(prisyn_catalog["item_id"])
+    assert prisyn_dataset["rating"].between(1, 5).all()
+    (prisyn_dataset.to_csv("{out}", index=False))
+"""
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[GeminiServer]:
+    with GeminiServer() as running:
+        monkeypatch.setenv("GEMINI_API_KEY", KEY)
+        monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", running.url)
+        monkeypatch.delenv("GOOGLE_GENAI_API_VERSION", raising=False)
+        running.set_handler(fake_model)
+        yield running
+
+
+def suite(pytester: pytest.Pytester, generation: str) -> Path:
+    out = pytester.path / "frame.csv"
+    pytester.makepyfile(SUITE.format(generation=generation, out=out))
+    return out
+
+
+@pytest.mark.parametrize("generation", ["spec", "rows"])
+def test_first_run_asks_gemini_second_run_replays(
+    pytester: pytest.Pytester, server: GeminiServer, generation: str
+) -> None:
+    out = suite(pytester, generation)
+
+    first = pytester.runpytest("--prisyn-backend=gemini")
+    first.assert_outcomes(passed=1)
+    calls = server.request_count
+    recorded = out.read_text()
+
+    assert calls >= 1
+    assert all(r.api_key == KEY for r in server.requests)
+    first.stdout.fnmatch_lines(["*generated (gemini: 1)*", f"gemini: {calls} call*"])
+
+    second = pytester.runpytest("--prisyn-backend=gemini")
+    second.assert_outcomes(passed=1)
+    assert server.request_count == calls
+    assert out.read_text() == recorded
+    second.stdout.fnmatch_lines(["*1 from cache, 0 generated*"])
+
+
+def test_rows_mode_rows_really_come_from_gemini(
+    pytester: pytest.Pytester, server: GeminiServer
+) -> None:
+    out = suite(pytester, "rows")
+
+    pytester.runpytest("--prisyn-backend=gemini").assert_outcomes(passed=1)
+
+    rows_prompts = [
+        r for r in server.requests if r.prompt_text.lstrip().startswith("{")
+    ]
+    assert rows_prompts
+    # fake_model writes every timestamp at second 7; simulated data would not.
+    frame = pd.read_csv(out, parse_dates=["timestamp"])
+    assert frame["timestamp"].dt.second.eq(7).all()
+
+
+def test_auto_replays_gemini_data_on_a_machine_without_a_key(
+    pytester: pytest.Pytester, server: GeminiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = suite(pytester, "spec")
+    pytester.runpytest().assert_outcomes(passed=1)
+    recorded = out.read_text()
+    calls = server.request_count
+    monkeypatch.delenv("GEMINI_API_KEY")
+
+    result = pytester.runpytest("--prisyn-offline")
+
+    result.assert_outcomes(passed=1)
+    assert out.read_text() == recorded
+    assert server.request_count == calls
+
+
+def test_spec_is_asked_once_for_every_size_of_a_profile(
+    pytester: pytest.Pytester, server: GeminiServer
+) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("users", [5, 6, 7])
+        def test_sizes(prisyn, users):
+            frame = prisyn.dataset("tech", n_users=users, n_items=30,
+                                   n_interactions=users * 4)
+            assert frame["user_id"].nunique() == users
+        """
+    )
+
+    pytester.runpytest("--prisyn-backend=gemini").assert_outcomes(passed=3)
+
+    assert server.request_count == 1
+
+
+def test_offline_gemini_miss_fails_with_the_recording_command(
+    pytester: pytest.Pytester, server: GeminiServer
+) -> None:
+    suite(pytester, "spec")
+
+    result = pytester.runpytest("--prisyn-backend=gemini", "--prisyn-offline")
+
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        ["*prisyn: dataset for profile tech is not recorded*", "*fingerprint: *"]
+    )
+    assert server.request_count == 0
+
+
+def test_api_failure_fails_the_test_and_caches_nothing(
+    pytester: pytest.Pytester, server: GeminiServer
+) -> None:
+    suite(pytester, "spec")
+    server.set_handler(None)
+    server.reply(Reply.case("error-400-schema-too-complex"))
+
+    failed = pytester.runpytest("--prisyn-backend=gemini")
+    failed.assert_outcomes(errors=1)
+    failed.stdout.fnmatch_lines(["*prisyn:*400*"])
+    assert KEY not in failed.stdout.str()
+
+    server.set_handler(fake_model)
+    pytester.runpytest("--prisyn-backend=gemini").assert_outcomes(passed=1)
+
+
+def test_key_never_reaches_output_or_cache(
+    pytester: pytest.Pytester, server: GeminiServer
+) -> None:
+    suite(pytester, "rows")
+
+    result = pytester.runpytest("--prisyn-backend=gemini", "-v")
+
+    result.assert_outcomes(passed=1)
+    assert KEY not in result.stdout.str() + result.stderr.str()
+    cache_files = [p for p in (pytester.path / ".prisyn").rglob("*") if p.is_file()]
+    assert cache_files
+    assert not any(KEY.encode() in p.read_bytes() for p in cache_files)
