@@ -50,7 +50,7 @@ def main() -> None:
     n = 1_000_000
 
     print(
-        f"speed: {n:,} interactions (users = n/100, items = n/200), best of {args.repeats}"
+        f"speed: {n:,} interactions (n/100 users, n/200 items), best of {args.repeats}"
     )
     rng = np.random.default_rng(0)
     bare = best_of(args.repeats, lambda: rng.random(n))
@@ -62,7 +62,8 @@ def main() -> None:
         seconds = best_of(args.repeats, lambda p=population: simulator(n, p).arrays())
         print(
             f"  {label:20} {seconds:6.3f} s  {n / seconds / 1e6:5.2f} M rows/s  "
-            f"= {seconds / bare:6.1f} x numpy drawing {n:,} uniforms ({bare * 1e3:.1f} ms)"
+            f"= {seconds / bare:6.1f} x numpy drawing {n:,} uniforms "
+            f"({bare * 1e3:.1f} ms)"
         )
 
     print(f"\nmemory: {args.big:,} interactions of 'tech', traced by tracemalloc")

@@ -7,34 +7,29 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+CHECKED = ("pytest_prisyn", "tests", "example_project", "benchmarks")
 
 
-def run(*command: str) -> subprocess.CompletedProcess[str]:
+def run(*arguments: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", *arguments],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
 def test_ruff_lint() -> None:
-    result = run(
-        "ruff", "check", "pytest_prisyn", "tests", "example_project", "benchmarks"
-    )
+    result = run("ruff", "check", *CHECKED)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_ruff_format() -> None:
-    result = run(
-        "ruff",
-        "format",
-        "--check",
-        "pytest_prisyn",
-        "tests",
-        "example_project",
-        "benchmarks",
-    )
+    result = run("ruff", "format", "--check", *CHECKED)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_mypy_strict_on_the_package() -> None:
-    result = run(sys.executable, "-m", "mypy")
+    result = run("mypy")
     assert result.returncode == 0, result.stdout + result.stderr

@@ -103,7 +103,7 @@ def test_bad_sizes_name_the_value(sizes: tuple, message: str) -> None:
 
 
 def test_unknown_marker_argument_lists_the_accepted_ones() -> None:
-    with pytest.raises(RequestError, match="'colour'.*accepted: profile, n_users"):
+    with pytest.raises(RequestError, match=r"'colour'.*accepted: profile, n_users"):
         check_arguments((), {"colour": "red"})
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 
 import numpy as np
 import pandas as pd
@@ -73,9 +74,7 @@ def test_shards_reassemble_to_the_whole(shards: int) -> None:
     )
     whole = sim.frame()
     bounds = np.linspace(0, sim.n_users, shards + 1).astype(int)
-    parts = [
-        sim.frame((int(a), int(b))) for a, b in zip(bounds, bounds[1:], strict=False)
-    ]
+    parts = [sim.frame((int(a), int(b))) for a, b in itertools.pairwise(bounds)]
 
     pd.testing.assert_frame_equal(pd.concat(parts, ignore_index=True), whole)
 

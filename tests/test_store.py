@@ -71,7 +71,7 @@ def test_decode_names_the_problem(entry: Entry) -> None:
 
 
 class Boom:
-    def __reduce__(self):  # noqa: ANN204 - the classic pickle payload shape
+    def __reduce__(self) -> tuple[object, ...]:  # the classic pickle payload shape
         return (Path.touch, (Path(BOOM_FILE),))
 
 
