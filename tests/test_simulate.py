@@ -101,7 +101,7 @@ def test_golden_digest_pins_the_data_format() -> None:
     assert digest(frame) == GOLDEN
 
 
-GOLDEN = "2af3c0d6a38a83d00271a0a4befb8da49d4f1c0b24aa75eebd5c15ca1761f92f"
+GOLDEN = "d7577087827791d9ca39c64073c5bd23d017510bc29b7fd1b9b677a832c27c47"
 
 
 def test_every_user_is_capped_by_the_catalog_and_dense_requests_work() -> None:
