@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +28,9 @@ class Settings:
     offline: bool = False
     regen: frozenset[str] | None = None  # None: no regeneration; empty: all
     rootdir: Path = Path()
-    api_key: str | None = None
-    key_source: str | None = None
+    # Kept out of comparisons so pytest's dataclass diffs never print the key.
+    api_key: str | None = field(default=None, compare=False, repr=False)
+    key_source: str | None = field(default=None, compare=False)
     gemini_timeout: float = 120.0
 
     def regenerates(self, profiles: list[str]) -> bool:
@@ -37,15 +38,6 @@ class Settings:
         if self.regen is None:
             return False
         return not self.regen or bool(self.regen.intersection(profiles))
-
-    def __repr__(self) -> str:
-        # Keep the key out of reprs, tracebacks and assertion rewrites.
-        shown = "set" if self.api_key else "unset"
-        return (
-            f"Settings(backend={self.backend!r}, model={self.model!r}, "
-            f"generation={self.generation!r}, cache_dir={str(self.cache_dir)!r}, "
-            f"offline={self.offline}, regen={self.regen!r}, api_key=<{shown}>)"
-        )
 
 
 def resolve(
@@ -61,7 +53,16 @@ def resolve(
         options.get("backend"), env.get("PRISYN_BACKEND"), ini.get("backend")
     )
     backend = _choice("backend", backend or "auto", BACKENDS)
-    model = _first(options.get("model"), env.get("PRISYN_MODEL"), ini.get("model"))
+    model = _first(
+        *(
+            _text(value)
+            for value in (
+                options.get("model"),
+                env.get("PRISYN_MODEL"),
+                ini.get("model"),
+            )
+        )
+    )
     generation = _first(options.get("generation"), ini.get("generation")) or "spec"
     cache = _first(
         options.get("cache_dir"), env.get("PRISYN_CACHE_DIR"), ini.get("cache_dir")
@@ -72,7 +73,7 @@ def resolve(
     key, source = find_api_key(env, rootdir)
     return Settings(
         backend=backend,
-        model=(model or DEFAULT_MODEL).strip(),
+        model=model or DEFAULT_MODEL,
         generation=_choice("generation", generation, GENERATIONS),
         cache_dir=cache_dir,
         offline=bool(options.get("offline")) or _flag(ini.get("offline")),
@@ -111,6 +112,10 @@ def parse_regen(value: object) -> frozenset[str] | None:
         return frozenset()
     names = frozenset(part.strip() for part in str(value).split(",") if part.strip())
     return names
+
+
+def _text(value: object) -> str | None:
+    return value.strip() or None if isinstance(value, str) else None
 
 
 def _first(*values: Any) -> Any:

@@ -11,9 +11,7 @@ import hashlib
 import json
 import logging
 import time
-from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +29,7 @@ from pytest_prisyn.request import (
     parse_population,
 )
 from pytest_prisyn.spec import BehaviorSpec, build_spec
+from pytest_prisyn.stats import FROM_CACHE, Stats
 from pytest_prisyn.store import Entry, Store
 
 if TYPE_CHECKING:
@@ -43,35 +42,19 @@ log = logging.getLogger("pytest_prisyn")
 COLUMNS = ("user_id", "item_id", "rating", "timestamp", "profile", "category")
 
 
-@dataclass
-class Stats:
-    """What the engine did this run, for the terminal summary.
-
-    Counts are of distinct datasets: asking again for one already served in
-    this session is free and counts nothing.
-    """
-
-    from_cache: int = 0
-    generated: Counter[str] = field(default_factory=Counter)
-    gemini_calls: int = 0
-    gemini_tokens: int = 0
-    damaged: int = 0
-    seconds_generating: float = 0.0
-
-    @property
-    def used(self) -> bool:
-        """Whether any dataset was asked for."""
-        return bool(self.from_cache or self.generated)
-
-
 class Engine:
     """Finds or makes datasets for one test run (or one command-line call)."""
 
-    def __init__(self, settings: Settings, registry: ProfileRegistry) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: ProfileRegistry,
+        stats: Stats | None = None,
+    ) -> None:
         self.settings = settings
         self.registry = registry
         self.store = Store(settings.cache_dir)
-        self.stats = Stats()
+        self.stats = Stats() if stats is None else stats
         self._memory: dict[str, Entry] = {}
         self._regenerated: set[str] = set()
         self._gemini: Any = None
@@ -146,7 +129,7 @@ class Engine:
                     "'categories' to [tool.prisyn.profiles.<name>] in pyproject.toml"
                 )
             return as_simulated
-        if self.settings.api_key or without_spec:
+        if without_spec or (self.settings.api_key and not self.settings.offline):
             return as_gemini
         return as_simulated
 
@@ -157,7 +140,7 @@ class Engine:
         self.stats.damaged = len(self.store.damaged)
         if entry is None:
             return None
-        self.stats.from_cache += 1
+        self.stats.served[fingerprint] = FROM_CACHE
         self._memory[fingerprint] = entry
         return entry
 
@@ -181,7 +164,7 @@ class Engine:
         )
         self.store.put(request.fingerprint(), entry)
         self._memory[request.fingerprint()] = entry
-        self.stats.generated[request.backend] += 1
+        self.stats.served[request.fingerprint()] = request.backend
         self.stats.seconds_generating += time.perf_counter() - started
         return entry
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
 from pytest_prisyn import config as prisyn_config
 from pytest_prisyn.errors import ConfigError, PrisynError
+from pytest_prisyn.stats import Stats
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -21,8 +23,10 @@ MARKER = (
     "profile is a name, a list of names or a mapping name -> share of users."
 )
 T = TypeVar("T")
+REGEN_ALL = "--prisyn-regen=*"
 settings_key = pytest.StashKey["prisyn_config.Settings"]()
 engine_key = pytest.StashKey["Engine | None"]()
+stats_key = pytest.StashKey[Stats]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -78,6 +82,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("prisyn_gemini_timeout", "seconds to wait for one Gemini call")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(
+    early_config: pytest.Config, parser: pytest.Parser, args: list[str]
+) -> None:
+    # A bare --prisyn-regen must not swallow the path after it as its value:
+    # spell it out as "all" before argparse sees it.
+    args[:] = [REGEN_ALL if arg == "--prisyn-regen" else arg for arg in args]
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER)
     try:
@@ -105,8 +118,31 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     except ConfigError as error:
         raise pytest.UsageError(str(error)) from None
+    if settings.regen:
+        _check_regen_names(config, settings.regen)
     config.stash[settings_key] = settings
     config.stash[engine_key] = None
+    config.stash[stats_key] = Stats()
+
+
+def _check_regen_names(config: pytest.Config, names: frozenset[str]) -> None:
+    from pytest_prisyn.profiles import ProfileRegistry, load_user_profiles
+
+    try:
+        known = ProfileRegistry(load_user_profiles(_pyproject(config))).names()
+    except PrisynError as error:
+        raise pytest.UsageError(f"prisyn: {error}") from None
+    unknown = sorted(names - set(known))
+    if unknown:
+        raise pytest.UsageError(
+            f"--prisyn-regen names unknown profile(s) {', '.join(unknown)}; known "
+            f"profiles: {', '.join(known)} (a path after a bare --prisyn-regen is "
+            "fine; a profile list needs '=': --prisyn-regen=tech,fitness)"
+        )
+
+
+def _pyproject(config: pytest.Config) -> Path:
+    return config.rootpath / "pyproject.toml"
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -138,10 +174,11 @@ def describe(settings: prisyn_config.Settings) -> str:
 def pytest_terminal_summary(
     terminalreporter: pytest.TerminalReporter, config: pytest.Config
 ) -> None:
-    engine = config.stash.get(engine_key, None)
-    if engine is None or not engine.stats.used or hasattr(config, "workerinput"):
+    if hasattr(config, "workerinput"):
         return
-    stats = engine.stats
+    stats = config.stash.get(stats_key, None)
+    if stats is None or not stats.used:
+        return
     terminalreporter.write_sep("=", "prisyn")
     generated = sum(stats.generated.values())
     by_backend = ", ".join(
@@ -151,14 +188,31 @@ def pytest_terminal_summary(
     if generated:
         line += f" ({by_backend}) in {stats.seconds_generating:.1f}s"
     terminalreporter.write_line(line)
-    terminalreporter.write_line(
-        f"gemini: {stats.gemini_calls} {_plural(stats.gemini_calls, 'call')}, "
-        f"{stats.gemini_tokens} {_plural(stats.gemini_tokens, 'token')}"
-    )
+    if stats.gemini_calls or config.stash[settings_key].backend != "simulate":
+        terminalreporter.write_line(
+            f"gemini: {stats.gemini_calls} {_plural(stats.gemini_calls, 'call')}, "
+            f"{stats.gemini_tokens} {_plural(stats.gemini_tokens, 'token')}"
+        )
     if stats.damaged:
         terminalreporter.write_line(
             f"damaged cache entries discarded and regenerated: {stats.damaged}"
         )
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    stats = config.stash.get(stats_key, None)
+    workeroutput = getattr(config, "workeroutput", None)
+    if stats is not None and workeroutput is not None:
+        workeroutput["prisyn_stats"] = stats.to_dict()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """On the xdist controller: merge a finished worker's dataset counts."""
+    worker_stats = getattr(node, "workeroutput", {}).get("prisyn_stats")
+    if worker_stats:
+        node.config.stash[stats_key].merge(worker_stats)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -177,10 +231,8 @@ def _engine(config: pytest.Config) -> Engine:
         from pytest_prisyn.engine import Engine
         from pytest_prisyn.profiles import ProfileRegistry, load_user_profiles
 
-        registry = ProfileRegistry(
-            load_user_profiles(config.rootpath / "pyproject.toml")
-        )
-        engine = Engine(config.stash[settings_key], registry)
+        registry = ProfileRegistry(load_user_profiles(_pyproject(config)))
+        engine = Engine(config.stash[settings_key], registry, config.stash[stats_key])
         config.stash[engine_key] = engine
     return engine
 
@@ -207,20 +259,20 @@ def marker_arguments(request: pytest.FixtureRequest) -> dict[str, Any]:
     """Merge ``prisyn`` marks, closest first, argument by argument.
 
     An indirect parameter overrides the marks: a profile (name, list or
-    mapping of shares), or a dict of marker arguments that includes 'profile'.
+    mapping of shares), or a dict whose keys are all marker argument names.
     """
     return _guarded(_merge_marks, request)
 
 
 def _merge_marks(request: pytest.FixtureRequest) -> dict[str, Any]:
-    from pytest_prisyn.request import check_arguments
+    from pytest_prisyn.request import ARGUMENTS, check_arguments
 
     merged: dict[str, Any] = {}
     for mark in request.node.iter_markers("prisyn"):
         for name, value in check_arguments(mark.args, mark.kwargs).items():
             merged.setdefault(name, value)
     param = getattr(request, "param", None)
-    if isinstance(param, dict) and "profile" in param:
+    if isinstance(param, dict) and param and set(param) <= set(ARGUMENTS):
         merged.update(check_arguments((), param))
     elif param is not None:
         merged["profile"] = param

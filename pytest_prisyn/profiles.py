@@ -293,6 +293,13 @@ def _user_profile(name: str, table: Any, *, source: str) -> Profile:
         raise ProfileError(
             f"profile {name!r} in {source} needs a non-empty 'description' string"
         )
+    unknown = sorted(set(fields) - set(BehaviorSpec.model_fields))
+    if unknown:
+        raise ProfileError(
+            f"profile {name!r} in {source} has unknown field(s) "
+            f"{', '.join(unknown)}; accepted: description, "
+            f"{', '.join(BehaviorSpec.model_fields)}"
+        )
     spec = build_spec(fields, owner=name) if fields else None
     return Profile(name, description.strip(), spec, source=source)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -138,7 +139,7 @@ def parse_population(profile: object) -> tuple[tuple[str, float], ...]:
 def _share(name: str, share: object) -> float:
     if (
         isinstance(share, bool)
-        or not isinstance(share, int | float)
+        or not isinstance(share, numbers.Real)
         or not math.isfinite(share)
         or share <= 0
     ):
@@ -171,10 +172,11 @@ def check_sizes(
 
 
 def _integer(name: str, value: object, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise RequestError(
             f"{name} must be an integer from {low} to {high}, got {value!r}"
         )
+    value = int(value)
     if not low <= value <= high:
         raise RequestError(f"{name}={value} is out of range; accepted: {low} to {high}")
     return value

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 BLOCK_USERS = 1024
 DENSE_FRACTION = 8
 DENSE_CELLS = 1 << 22
-REDRAW_ROUNDS = 12
+REDRAW_ROUNDS = 30
 CALIBRATION_BLOCKS = 16
 CALIBRATION_ROWS = 50_000
 QUALITY_WEIGHT = 0.8
@@ -293,8 +293,9 @@ class Simulator:
         self._values = np.array(self.scale.values())
         latents: list[list[np.ndarray]] = [[] for _ in self.specs]
         n_blocks = -(-self.n_users // BLOCK_USERS)
+        self._drawn: dict[int, _Draw] = {}
         for block in range(min(n_blocks, CALIBRATION_BLOCKS)):
-            draw = self._draw_block(block)
+            draw = self._drawn[block] = self._draw_block(block)
             for p in range(len(self.specs)):
                 latents[p].append(draw.latent[draw.profiles[draw.local] == p])
             if min(sum(map(len, found)) for found in latents) >= CALIBRATION_ROWS:
@@ -325,7 +326,8 @@ class Simulator:
         return _Draw(rng, first, last, profiles, counts, local, items, latent)
 
     def _block(self, block: int) -> _Block:
-        draw = self._draw_block(block)
+        # Blocks drawn for calibration are used once more, not drawn again.
+        draw = self._drawn.pop(block, None) or self._draw_block(block)
         local, items = draw.local, draw.items
         ratings = np.empty(len(items))
         row_profiles = draw.profiles[local]
@@ -404,31 +406,27 @@ class Simulator:
     ) -> tuple[np.ndarray, np.ndarray]:
         """``wanted[u]`` distinct items for each user u of `groups`, skipping `held`.
 
-        The k largest of log(weight) + Gumbel noise are a sample of k distinct
-        items drawn one after another in proportion to weight. `held` is a pair
-        (user, item) of arrays of items a user already has.
+        The k largest of log(weight) + Gumbel noise (equivalently of
+        weight / Exp(1)) are a sample of k distinct items drawn one after
+        another in proportion to weight. `held` is a pair of arrays (user,
+        item) of items a user already has.
         """
         batch = max(1, DENSE_CELLS // self.n_items)
         local_parts, item_parts = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
         for lo in range(0, len(wanted), batch):
             hi = min(lo + batch, len(wanted))
             weights = (groups[lo:hi, self.item_group] + 1e-7) * self._item_share
-            keys = np.log(weights) + rng.gumbel(size=weights.shape)
+            keys = -weights / rng.standard_exponential(size=weights.shape)
             if held is not None:
                 users, items = held
                 inside = (users >= lo) & (users < hi)
-                keys[users[inside] - lo, items[inside]] = -np.inf
+                keys[users[inside] - lo, items[inside]] = np.inf
             top = int(wanted[lo:hi].max(initial=0))
-            if top == 0:
-                continue
             if top < self.n_items:
-                keys = -keys
                 best = np.argpartition(keys, top - 1, axis=1)[:, :top]
-                keys = np.take_along_axis(keys, best, axis=1)
             else:
                 best = np.broadcast_to(np.arange(self.n_items), keys.shape)
-                keys = -keys
-            order = np.argsort(keys, axis=1, kind="stable")
+            order = np.argsort(np.take_along_axis(keys, best, axis=1), axis=1)
             ranked = np.take_along_axis(best, order, axis=1)
             take = np.arange(top)[None, :] < wanted[lo:hi, None]
             local_parts.append(lo + np.nonzero(take)[0])

@@ -101,7 +101,7 @@ def test_golden_digest_pins_the_data_format() -> None:
     assert digest(frame) == GOLDEN
 
 
-GOLDEN = "d7577087827791d9ca39c64073c5bd23d017510bc29b7fd1b9b677a832c27c47"
+GOLDEN = "989993a6678321ecfe2c7c3d06d74e75f780812272e8e2c4c3006069c5b0ecd2"
 
 
 def test_every_user_is_capped_by_the_catalog_and_dense_requests_work() -> None:
