@@ -21,6 +21,7 @@ from pytest_prisyn.errors import GenerationError, OfflineMissError, ProfileError
 from pytest_prisyn.profiles import Profile, ProfileRegistry
 from pytest_prisyn.request import (
     DEFAULTS,
+    FEDERATED_ARGUMENTS,
     FORMAT_VERSION,
     DatasetRequest,
     check_arguments,
@@ -75,7 +76,11 @@ class Engine:
         """The recorded entry for a request: found, or generated and stored."""
         if profile is not None:
             arguments["profile"] = profile
-        arguments = check_arguments((), arguments)
+        arguments = {
+            name: value
+            for name, value in check_arguments((), arguments).items()
+            if name not in FEDERATED_ARGUMENTS
+        }
         population = parse_population(arguments.get("profile"))
         profiles = [self.registry.get(name) for name, _ in population]
         sizes = check_sizes(*(arguments.get(name, DEFAULTS[name]) for name in DEFAULTS))

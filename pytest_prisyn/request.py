@@ -29,7 +29,27 @@ Backend = Literal["simulate", "gemini"]
 Generation = Literal["spec", "rows"]
 GENERATIONS: tuple[Generation, ...] = ("spec", "rows")
 
-ARGUMENTS = ("profile", "n_users", "n_items", "n_interactions", "seed", "generation")
+DATASET_ARGUMENTS = (
+    "profile",
+    "n_users",
+    "n_items",
+    "n_interactions",
+    "seed",
+    "generation",
+)
+# Read by the federated fixtures (prisyn_clients, prisyn_fedprox_synthetic);
+# they never change the dataset, so they are not part of its request.
+FEDERATED_ARGUMENTS = (
+    "clients",
+    "partition",
+    "alpha",
+    "beta",
+    "devices",
+    "classes_per_client",
+    "min_client_interactions",
+    "test_per_user",
+)
+ARGUMENTS = DATASET_ARGUMENTS + FEDERATED_ARGUMENTS
 DEFAULTS: dict[str, Any] = {
     "n_users": 100,
     "n_items": 300,
