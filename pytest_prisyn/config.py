@@ -26,6 +26,7 @@ class Settings:
     generation: str = "spec"
     cache_dir: Path = Path(DEFAULT_CACHE_DIR)
     offline: bool = False
+    offline_reason: str | None = None
     regen: frozenset[str] | None = None  # None: no regeneration; empty: all
     rootdir: Path = Path()
     # Kept out of comparisons so pytest's dataclass diffs never print the key.
@@ -71,18 +72,44 @@ def resolve(
     if not cache_dir.is_absolute():
         cache_dir = rootdir / cache_dir
     key, source = find_api_key(env, rootdir)
+    offline, offline_reason = resolve_offline(options.get("offline"), env, ini)
     return Settings(
         backend=backend,
         model=model or DEFAULT_MODEL,
         generation=_choice("generation", generation, GENERATIONS),
         cache_dir=cache_dir,
-        offline=bool(options.get("offline")) or _flag(ini.get("offline")),
+        offline=offline,
+        offline_reason=offline_reason,
         regen=parse_regen(options.get("regen")),
         rootdir=rootdir,
         api_key=key,
         key_source=source,
         gemini_timeout=_seconds(ini.get("gemini_timeout"), 120.0),
     )
+
+
+def resolve_offline(
+    option: bool | None, env: Mapping[str, str], ini: Mapping[str, Any]
+) -> tuple[bool, str | None]:
+    """Whether the run may call the network, and why not.
+
+    ``--prisyn-offline`` / ``--prisyn-online``, then ``PRISYN_OFFLINE``, then the
+    ``prisyn_offline`` ini key, then CI auto-detection: a set ``CI`` variable
+    (as GitHub Actions, GitLab and most CI services set it) means offline.
+    """
+    if option is not None:
+        return option, "--prisyn-offline" if option else None
+    for value, origin in (
+        (env.get("PRISYN_OFFLINE"), "PRISYN_OFFLINE"),
+        (ini.get("offline"), "prisyn_offline in the ini file"),
+    ):
+        if value not in (None, ""):
+            flag = _boolean(origin, value)
+            return flag, origin if flag else None
+    ci = env.get("CI", "").strip().lower()
+    if ci and ci not in {"0", "false", "no", "off"}:
+        return True, "CI detected; --prisyn-online allows Gemini"
+    return False, None
 
 
 def find_api_key(
@@ -134,8 +161,15 @@ def _choice(name: str, value: object, choices: tuple[str, ...]) -> str:
     return text
 
 
-def _flag(value: object) -> bool:
-    return str(value).strip().lower() in {"1", "true", "yes", "on"}
+def _boolean(name: str, value: object) -> bool:
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(
+        f"{name} {value!r} is not a boolean; accepted: 1/0, true/false, yes/no, on/off"
+    )
 
 
 def _seconds(value: object, default: float) -> float:

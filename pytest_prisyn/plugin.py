@@ -61,9 +61,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--prisyn-offline",
         dest="prisyn_offline",
-        action="store_true",
+        action="store_const",
+        const=True,
+        default=None,
         help="never call the network: a dataset that would need Gemini and is not "
-        "recorded fails its test.",
+        "recorded fails its test. Default when the CI variable is set. Env "
+        "PRISYN_OFFLINE, ini prisyn_offline.",
+    )
+    group.addoption(
+        "--prisyn-online",
+        dest="prisyn_offline",
+        action="store_const",
+        const=False,
+        help="allow Gemini calls even where CI is set.",
     )
     group.addoption(
         "--prisyn-regen",
@@ -78,7 +88,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("prisyn_model", "default for --prisyn-model")
     parser.addini("prisyn_generation", "default for --prisyn-generation")
     parser.addini("prisyn_cache_dir", "default for --prisyn-cache-dir")
-    parser.addini("prisyn_offline", "default for --prisyn-offline", type="bool")
+    parser.addini("prisyn_offline", "default for --prisyn-offline (true/false)")
     parser.addini("prisyn_gemini_timeout", "seconds to wait for one Gemini call")
 
 
@@ -164,7 +174,7 @@ def describe(settings: prisyn_config.Settings) -> str:
     if settings.backend != "simulate":
         parts.append(f"generation {settings.generation}")
     if settings.offline:
-        parts.append("offline")
+        parts.append(f"offline ({settings.offline_reason})")
     if settings.regen is not None:
         parts.append("regen " + (",".join(sorted(settings.regen)) or "all"))
     parts.append(f"cache {settings.cache_dir}")

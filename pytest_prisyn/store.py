@@ -68,6 +68,16 @@ class Store:
             self.delete(fingerprint)
             return None
 
+    def metadata(self, fingerprint: str) -> dict[str, Any] | None:
+        """An entry's metadata, read without loading its data; None if absent."""
+        raw = self._fetch(DATASET_PREFIX + fingerprint)
+        if raw is None:
+            return None
+        try:
+            return _split(raw)[0]["metadata"]  # type: ignore[no-any-return]
+        except StoreError:
+            return {"damaged": True}
+
     def contains(self, fingerprint: str) -> bool:
         """Whether an entry exists (without reading or checking it)."""
         return DATASET_PREFIX + fingerprint in self._open()
@@ -177,17 +187,9 @@ def encode(entry: Entry) -> bytes:
 
 def decode(raw: bytes) -> Entry:
     """Parse and verify an entry; raise `StoreError` saying what is wrong."""
-    if not raw.startswith(MAGIC):
-        raise StoreError("not a prisyn entry (bad magic bytes)")
-    size = int.from_bytes(raw[len(MAGIC) : len(MAGIC) + 8], "big")
-    start = len(MAGIC) + 8
-    try:
-        header = json.loads(raw[start : start + size])
-        specs = header["parts"]
-        metadata = header["metadata"]
-    except (ValueError, KeyError, TypeError) as error:
-        raise StoreError(f"unreadable entry header: {error}") from None
-    offset = start + size
+    header, offset = _split(raw)
+    specs = header["parts"]
+    metadata = header["metadata"]
     frames = []
     for name, spec in zip(PARTS, specs, strict=False):
         part = raw[offset : offset + int(spec["size"])]
@@ -201,6 +203,23 @@ def decode(raw: bytes) -> Entry:
     if len(frames) != len(PARTS) or offset != len(raw):
         raise StoreError("entry has missing or trailing parts")
     return Entry(frames[0], frames[1], metadata)
+
+
+def _split(raw: bytes) -> tuple[dict[str, Any], int]:
+    """The parsed header of an entry and the offset where its parts start."""
+    if not raw.startswith(MAGIC):
+        raise StoreError("not a prisyn entry (bad magic bytes)")
+    size = int.from_bytes(raw[len(MAGIC) : len(MAGIC) + 8], "big")
+    start = len(MAGIC) + 8
+    try:
+        header = json.loads(raw[start : start + size])
+        if not isinstance(header["parts"], list) or not isinstance(
+            header["metadata"], dict
+        ):
+            raise TypeError("parts must be a list and metadata an object")
+    except (ValueError, KeyError, TypeError) as error:
+        raise StoreError(f"unreadable entry header: {error}") from None
+    return header, start + size
 
 
 def _parquet(frame: pd.DataFrame) -> bytes:

@@ -14,6 +14,10 @@ CLEARED_VARIABLES = (
     "PRISYN_MODEL",
     "PRISYN_CACHE_DIR",
     "GOOGLE_GEMINI_BASE_URL",
+    "PRISYN_OFFLINE",
+    # Our own CI sets CI=true, which turns offline mode on by default; tests
+    # that want it set it themselves.
+    "CI",
 )
 
 
