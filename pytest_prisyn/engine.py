@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_prisyn import __version__
 from pytest_prisyn.config import Settings
-from pytest_prisyn.errors import GenerationError, OfflineMissError, ProfileError
+from pytest_prisyn.errors import (
+    GenerationError,
+    OfflineMissError,
+    ProfileError,
+    StoreError,
+)
 from pytest_prisyn.profiles import Profile, ProfileRegistry
 from pytest_prisyn.request import (
     DEFAULTS,
@@ -58,6 +63,7 @@ class Engine:
         self.stats = Stats() if stats is None else stats
         self._memory: dict[str, Entry] = {}
         self._regenerated: set[str] = set()
+        self._started = time.time()
         self._gemini: Any = None
 
     def profiles(self) -> list[str]:
@@ -94,15 +100,32 @@ class Engine:
         as_simulated = make(backend="simulate")
         chosen = self._choose(as_gemini, as_simulated, profiles)
 
+        fingerprint = chosen.fingerprint()
         regen = self.settings.regenerates(make.names)
-        if regen and chosen.fingerprint() not in self._regenerated:
-            self._regenerated.add(chosen.fingerprint())
+        regen = regen and fingerprint not in self._regenerated
+        if not regen:
+            for candidate in self._lookup_order(as_gemini, as_simulated, chosen):
+                found = self._recorded(candidate.fingerprint())
+                if found is not None:
+                    return found
+        # Single flight: one process generates, others wait here, then read.
+        with self.store.lock(fingerprint):
+            if regen:
+                self._regenerated.add(fingerprint)
+                if self._made_this_run(fingerprint):
+                    return self._recorded(fingerprint) or self._generate(
+                        chosen, profiles
+                    )
+            else:
+                found = self._recorded(fingerprint)
+                if found is not None:
+                    return found
             return self._generate(chosen, profiles)
-        for candidate in self._lookup_order(as_gemini, as_simulated, chosen):
-            found = self._recorded(candidate.fingerprint())
-            if found is not None:
-                return found
-        return self._generate(chosen, profiles)
+
+    def _made_this_run(self, fingerprint: str) -> bool:
+        """Whether another worker of this run already regenerated the entry."""
+        metadata = self.store.metadata(fingerprint) or {}
+        return float(metadata.get("created_unix", 0.0)) >= self._started
 
     def _lookup_order(
         self,
@@ -163,11 +186,17 @@ class Engine:
             fingerprint=request.fingerprint(),
             backend=request.backend,
             created=datetime.now(UTC).isoformat(timespec="seconds"),
+            created_unix=time.time(),
             package_version=__version__,
             format_version=FORMAT_VERSION,
             rows=len(entry.frame),
         )
-        self.store.put(request.fingerprint(), entry)
+        try:
+            self.store.put(request.fingerprint(), entry)
+        except StoreError as error:
+            # The data is valid, only not recorded: the test may go on.
+            log.warning("dataset %s was not cached: %s", request.label(), error)
+            self.stats.unsaved += 1
         self._memory[request.fingerprint()] = entry
         self.stats.served[request.fingerprint()] = request.backend
         self.stats.seconds_generating += time.perf_counter() - started

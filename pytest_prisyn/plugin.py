@@ -207,6 +207,13 @@ def pytest_terminal_summary(
         terminalreporter.write_line(
             f"damaged cache entries discarded and regenerated: {stats.damaged}"
         )
+    if stats.unsaved:
+        cache = config.stash[settings_key].cache_dir
+        terminalreporter.write_line(
+            f"datasets generated but not cached: {stats.unsaved} (cannot write to "
+            f"{cache}; check its permissions or set --prisyn-cache-dir)",
+            yellow=True,
+        )
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

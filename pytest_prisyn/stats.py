@@ -20,6 +20,7 @@ class Stats:
     gemini_calls: int = 0
     gemini_tokens: int = 0
     damaged: int = 0
+    unsaved: int = 0
     seconds_generating: float = 0.0
 
     @property
@@ -49,4 +50,5 @@ class Stats:
         self.gemini_calls += int(other.get("gemini_calls", 0))
         self.gemini_tokens += int(other.get("gemini_tokens", 0))
         self.damaged += int(other.get("damaged", 0))
+        self.unsaved += int(other.get("unsaved", 0))
         self.seconds_generating += float(other.get("seconds_generating", 0.0))

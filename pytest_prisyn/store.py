@@ -14,10 +14,13 @@ mode is refused outright, so a value planted by someone else cannot run code.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import logging
+import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,12 +51,25 @@ class Entry:
 
 
 class Store:
-    """Datasets and Gemini-written specs in a diskcache directory."""
+    """Datasets and Gemini-written specs in a diskcache directory.
 
-    def __init__(self, directory: Path) -> None:
+    When the directory cannot be written (permissions, a read-only mount) the
+    store still serves what is recorded, read straight from the SQLite index;
+    writes then fail with `StoreError`, which callers treat as "not cached".
+    A database too damaged to open is moved aside and a fresh one started.
+    """
+
+    def __init__(self, directory: Path, *, lock_timeout: float = 900.0) -> None:
         self.directory = directory
-        self._cache: diskcache.Cache | None = None
+        self.lock_timeout = lock_timeout
+        self._backend: _Writable | _ReadOnly | None = None
         self.damaged: list[str] = []
+        self.quarantined: Path | None = None
+
+    @property
+    def read_only(self) -> bool:
+        """Whether writes are impossible (and reads come from the index directly)."""
+        return isinstance(self._open(), _ReadOnly)
 
     def get(self, fingerprint: str) -> Entry | None:
         """The entry for `fingerprint`, or None on a miss or a damaged entry."""
@@ -80,17 +96,17 @@ class Store:
 
     def contains(self, fingerprint: str) -> bool:
         """Whether an entry exists (without reading or checking it)."""
-        return DATASET_PREFIX + fingerprint in self._open()
+        return self._fetch(DATASET_PREFIX + fingerprint) is not None
 
     def put(self, fingerprint: str, entry: Entry) -> None:
         """Store a complete, validated entry in one transaction."""
         self._write(DATASET_PREFIX + fingerprint, encode(entry))
 
     def delete(self, fingerprint: str) -> None:
-        """Remove an entry if present."""
+        """Remove an entry if present (a read-only store keeps it, with a warning)."""
         try:
             self._open().delete(DATASET_PREFIX + fingerprint)
-        except Exception as error:  # a read-only cache still serves reads
+        except Exception as error:
             log.warning("cannot delete cache entry %s: %s", fingerprint, error)
 
     def get_json(self, key: str) -> dict[str, Any] | None:
@@ -108,49 +124,109 @@ class Store:
         """Store a small JSON document."""
         self._write(SPEC_PREFIX + key, json.dumps(document, sort_keys=True).encode())
 
-    def fingerprints(self) -> Iterator[str]:
+    def fingerprints(self) -> list[str]:
         """Fingerprints of every stored dataset."""
-        for key in self._open().iterkeys():
-            if isinstance(key, str) and key.startswith(DATASET_PREFIX):
-                yield key.removeprefix(DATASET_PREFIX)
+        return sorted(
+            key.removeprefix(DATASET_PREFIX)
+            for key in self._guard("list", self._open().keys)
+            if key.startswith(DATASET_PREFIX)
+        )
+
+    @contextlib.contextmanager
+    def lock(self, fingerprint: str) -> Iterator[None]:
+        """Hold the cross-process lock of one fingerprint (single flight).
+
+        An advisory file lock: released by the OS if the holder dies, so a
+        crashed worker never blocks the others. Waits at most `lock_timeout`.
+        """
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX: no cross-process lock
+            yield
+            return
+        try:
+            locks = self.directory / "locks"
+            locks.mkdir(parents=True, exist_ok=True)
+            handle = open(locks / f"{fingerprint}.lock", "a+b")  # noqa: SIM115
+        except OSError:  # cannot create lock files: a read-only cache, no writes
+            yield
+            return
+        with handle:
+            deadline = time.monotonic() + self.lock_timeout
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise StoreError(
+                            f"waited {self.lock_timeout:.0f}s for another process "
+                            f"generating dataset {fingerprint[:12]}; if none is "
+                            f"running, delete {locks / (fingerprint + '.lock')}"
+                        ) from None
+                    time.sleep(0.05)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def close(self) -> None:
         """Close the underlying database."""
-        if self._cache is not None:
-            self._cache.close()
-            self._cache = None
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
 
     def _fetch(self, key: str) -> bytes | None:
-        try:
-            value = self._open().get(key, default=None)
-        except StoreError:
-            raise
-        except Exception as error:
-            raise StoreError(
-                f"cannot read the prisyn cache at {self.directory}: {error}; "
-                "delete the directory to start afresh"
-            ) from None
+        value = self._guard("read", self._open().get, key)
         if value is None or isinstance(value, bytes):
             return value
         raise StoreError(f"cache entry {key} is not raw bytes")
 
     def _write(self, key: str, value: bytes) -> None:
+        self._guard("write to", self._open().set, key, value)
+
+    def _guard(self, action: str, call: Any, *args: Any) -> Any:
         try:
-            self._open().set(key, value)
-        except Exception as error:
+            return call(*args)
+        except StoreError:
+            raise
+        except (OSError, sqlite3.Error) as error:
             raise StoreError(
-                f"cannot write to the prisyn cache at {self.directory}: {error}"
+                f"cannot {action} the prisyn cache at {self.directory}: {error}"
             ) from None
 
-    def _open(self) -> diskcache.Cache:
-        if self._cache is None:
-            try:
-                self._cache = diskcache.Cache(str(self.directory), disk=_RawDisk)
-            except Exception as error:
-                raise StoreError(
-                    f"cannot open the prisyn cache at {self.directory}: {error}"
-                ) from None
-        return self._cache
+    def _open(self) -> _Writable | _ReadOnly:
+        if self._backend is None:
+            self._backend = self._connect()
+        return self._backend
+
+    def _connect(self) -> _Writable | _ReadOnly:
+        database = self.directory / "cache.db"
+        try:
+            return _Writable(self.directory)
+        except sqlite3.DatabaseError as error:
+            if not _unreadable(error) or not database.exists():
+                return self._read_only(error)
+        except OSError as error:
+            return self._read_only(error)
+        # The index itself is damaged: keep it for inspection, start afresh.
+        self.quarantined = database.with_name(f"cache.db.damaged-{int(time.time())}")
+        database.rename(self.quarantined)
+        log.warning("the prisyn cache index was damaged; moved to %s", self.quarantined)
+        return _Writable(self.directory)
+
+    def _read_only(self, cause: Exception) -> _ReadOnly:
+        log.warning(
+            "prisyn cache at %s is not writable (%s); serving it read-only",
+            self.directory,
+            cause,
+        )
+        try:
+            return _ReadOnly(self.directory)
+        except (OSError, sqlite3.Error) as error:
+            raise StoreError(
+                f"cannot open the prisyn cache at {self.directory}: {error}"
+            ) from None
 
 
 class _RawDisk(diskcache.Disk):  # type: ignore[misc]
@@ -165,6 +241,83 @@ class _RawDisk(diskcache.Disk):  # type: ignore[misc]
         if not raw:
             raise StoreError("refusing to unpickle a cache key")
         return super().get(key, raw)
+
+
+class _Writable:
+    """The normal store: a diskcache Cache with the raw-bytes Disk."""
+
+    def __init__(self, directory: Path) -> None:
+        self._cache = diskcache.Cache(str(directory), disk=_RawDisk, timeout=30)
+
+    def get(self, key: str) -> Any:
+        return self._cache.get(key, default=None)
+
+    def set(self, key: str, value: bytes) -> None:
+        self._cache.set(key, value)
+
+    def delete(self, key: str) -> None:
+        self._cache.delete(key)
+
+    def keys(self) -> list[str]:
+        return [key for key in self._cache.iterkeys() if isinstance(key, str)]
+
+    def close(self) -> None:
+        self._cache.close()
+
+
+class _ReadOnly:
+    """Reads diskcache's index with SQLite in read-only mode; writes refuse."""
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+        database = directory / "cache.db"
+        if database.exists():
+            # immutable=1: no locks and no WAL side files, which a directory
+            # we cannot write to could not hold anyway.
+            uri = f"{database.resolve().as_uri()}?mode=ro&immutable=1"
+            self._db: sqlite3.Connection | None = sqlite3.connect(uri, uri=True)
+        else:
+            self._db = None
+
+    def get(self, key: str) -> bytes | None:
+        if self._db is None:
+            return None
+        row = self._db.execute(
+            "SELECT mode, filename, value FROM Cache WHERE key = ? AND raw = 1",
+            (key,),
+        ).fetchone()
+        if row is None:
+            return None
+        mode, filename, value = row
+        if mode == diskcache.core.MODE_RAW and isinstance(value, bytes):
+            return bytes(value)
+        if mode == diskcache.core.MODE_BINARY and filename:
+            path = (self._directory / str(filename)).resolve()
+            if self._directory.resolve() not in path.parents:
+                raise StoreError(f"cache entry {key} points outside the cache")
+            return path.read_bytes()
+        raise StoreError(f"cache entry {key} is not raw bytes (mode {mode})")
+
+    def set(self, key: str, value: bytes) -> None:
+        raise StoreError(f"the prisyn cache at {self._directory} is read-only")
+
+    def delete(self, key: str) -> None:
+        raise StoreError(f"the prisyn cache at {self._directory} is read-only")
+
+    def keys(self) -> list[str]:
+        if self._db is None:
+            return []
+        rows = self._db.execute("SELECT key FROM Cache WHERE raw = 1").fetchall()
+        return [key for (key,) in rows if isinstance(key, str)]
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+
+
+def _unreadable(error: sqlite3.DatabaseError) -> bool:
+    text = str(error).lower()
+    return "not a database" in text or "malformed" in text
 
 
 def encode(entry: Entry) -> bytes:

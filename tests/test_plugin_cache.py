@@ -245,12 +245,12 @@ def test_damaged_entry_is_discarded_and_regenerated(pytester):
     assert hashes(pytester) == recorded
 
 
-def test_unusable_cache_dir_fails_cleanly(pytester):
+def test_unusable_cache_dir_still_serves_data_and_says_it_was_not_cached(pytester):
     (pytester.path / "not-a-dir").write_text("a file where the cache should be")
     pytester.makepyfile(HASHING_SUITE)
     result = pytester.runpytest("--prisyn-cache-dir=not-a-dir")
-    result.assert_outcomes(errors=3)
-    text = result.stdout.str()
-    assert "prisyn: " in text
-    assert "not-a-dir" in text
-    assert "Traceback" not in text
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(
+        ["datasets generated but not cached: 3 (cannot write to *not-a-dir*"]
+    )
+    assert "Traceback" not in result.stdout.str()
