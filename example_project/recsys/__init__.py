@@ -7,6 +7,7 @@ from recsys.models import (
     Popularity,
     RandomRecommender,
     Recommender,
+    default_models,
 )
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "Popularity",
     "RandomRecommender",
     "Recommender",
+    "default_models",
     "evaluate",
     "hit_rate_at_k",
     "leave_last_out",

@@ -21,9 +21,11 @@ class Recommender:
         self._user_row = {int(user): row for row, user in enumerate(self.user_ids_)}
         rows = np.searchsorted(self.user_ids_, train["user_id"].to_numpy())
         columns = np.searchsorted(self.item_ids_, train["item_id"].to_numpy())
-        self.ratings_ = np.zeros((len(self.user_ids_), len(self.item_ids_)))
+        shape = (len(self.user_ids_), len(self.item_ids_))
+        self.ratings_ = np.zeros(shape)
         self.ratings_[rows, columns] = train["rating"].to_numpy(dtype=float)
-        self.seen_ = self.ratings_ > 0
+        self.seen_ = np.zeros(shape, dtype=bool)
+        self.seen_[rows, columns] = True
         self.popularity_ = self.seen_.sum(axis=0).astype(float)
         self._learn()
         return self
@@ -41,7 +43,9 @@ class Recommender:
         if known.any():
             scores[known] = self._scores(rows[known])
             if exclude_seen:
-                scores[known] = np.where(self.seen_[rows[known]], -np.inf, scores[known])
+                scores[known] = np.where(
+                    self.seen_[rows[known]], -np.inf, scores[known]
+                )
         # Best score first; equal scores go to the more popular item, then lower id.
         ties = np.broadcast_to(-self.popularity_, scores.shape)
         order = np.lexsort((ties, -scores), axis=1)[:, :k]
@@ -76,18 +80,18 @@ class RandomRecommender(Recommender):
         self.seed = seed
 
     def _scores(self, rows: np.ndarray) -> np.ndarray:
-        return np.array(
-            [
-                np.random.default_rng([self.seed, int(self.user_ids_[row])]).random(
-                    len(self.item_ids_)
-                )
-                for row in rows
-            ]
-        )
+        users = self.user_ids_[rows]
+        generators = [np.random.default_rng([self.seed, int(user)]) for user in users]
+        return np.array([rng.random(len(self.item_ids_)) for rng in generators])
 
 
 class ItemKNN(Recommender):
-    """Item-item cosine similarity; an item's score sums its similarity to history."""
+    """Item-item cosine similarity; an item's score sums its similarity to history.
+
+    ``asymmetry`` 0.5 is plain cosine; higher values divide less by the candidate's
+    own popularity (asymmetric cosine, Aiolli 2013), so popular candidates rank
+    higher. ``neighbours`` keeps each candidate's most similar items only.
+    """
 
     def __init__(
         self,
@@ -122,7 +126,7 @@ class MatrixFactorization(Recommender):
 
     def __init__(
         self,
-        factors: int = 8,
+        factors: int = 16,
         epochs: int = 8,
         regularization: float = 5.0,
         alpha: float = 2.0,
@@ -154,10 +158,19 @@ class MatrixFactorization(Recommender):
             weighted = fixed.T[None, :, :] * (self.alpha * batch)[:, None, :]
             lhs = gram + weighted @ fixed
             rhs = ((1.0 + self.alpha) * batch) @ fixed
-            solved[start : start + len(batch)] = np.linalg.solve(lhs, rhs[..., None])[
-                ..., 0
-            ]
+            solution = np.linalg.solve(lhs, rhs[..., None])
+            solved[start : start + len(batch)] = solution[..., 0]
         return solved
 
     def _scores(self, rows: np.ndarray) -> np.ndarray:
         return self.user_factors_[rows] @ self.item_factors_.T
+
+
+def default_models(seed: int = 0) -> dict[str, Recommender]:
+    """Fresh instances of every model, with settings tuned for small catalogs."""
+    return {
+        "random": RandomRecommender(seed=seed),
+        "popularity": Popularity(),
+        "itemknn": ItemKNN(neighbours=50, rating_weighted=True, asymmetry=0.8),
+        "mf": MatrixFactorization(factors=16, alpha=2.0, seed=seed),
+    }
