@@ -25,6 +25,7 @@ class Settings:
     model: str = DEFAULT_MODEL
     generation: str = "spec"
     cache_dir: Path = Path(DEFAULT_CACHE_DIR)
+    data_dir: Path | None = None
     offline: bool = False
     offline_reason: str | None = None
     regen: frozenset[str] | None = None  # None: no regeneration; empty: all
@@ -68,16 +69,17 @@ def resolve(
     cache = _first(
         options.get("cache_dir"), env.get("PRISYN_CACHE_DIR"), ini.get("cache_dir")
     )
-    cache_dir = Path(os.path.expanduser(cache or DEFAULT_CACHE_DIR))
-    if not cache_dir.is_absolute():
-        cache_dir = rootdir / cache_dir
+    data = _first(
+        options.get("data_dir"), env.get("PRISYN_DATA_DIR"), ini.get("data_dir")
+    )
     key, source = find_api_key(env, rootdir)
     offline, offline_reason = resolve_offline(options.get("offline"), env, ini)
     return Settings(
         backend=backend,
         model=model or DEFAULT_MODEL,
         generation=_choice("generation", generation, GENERATIONS),
-        cache_dir=cache_dir,
+        cache_dir=_path(cache or DEFAULT_CACHE_DIR, rootdir),
+        data_dir=None if data is None else _path(data, rootdir),
         offline=offline,
         offline_reason=offline_reason,
         regen=parse_regen(options.get("regen")),
@@ -139,6 +141,11 @@ def parse_regen(value: object) -> frozenset[str] | None:
         return frozenset()
     names = frozenset(part.strip() for part in str(value).split(",") if part.strip())
     return names
+
+
+def _path(value: str, rootdir: Path) -> Path:
+    path = Path(os.path.expanduser(value))
+    return path if path.is_absolute() else rootdir / path
 
 
 def _text(value: object) -> str | None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_prisyn import __version__
 from pytest_prisyn.config import Settings
+from pytest_prisyn.datadir import DataDir
 from pytest_prisyn.errors import (
     GenerationError,
     OfflineMissError,
@@ -60,6 +61,7 @@ class Engine:
         self.settings = settings
         self.registry = registry
         self.store = Store(settings.cache_dir)
+        self.data = None if settings.data_dir is None else DataDir(settings.data_dir)
         self.stats = Stats() if stats is None else stats
         self._memory: dict[str, Entry] = {}
         self._regenerated: set[str] = set()
@@ -164,7 +166,9 @@ class Engine:
     def _recorded(self, fingerprint: str) -> Entry | None:
         if fingerprint in self._memory:
             return self._memory[fingerprint]
-        entry = self.store.get(fingerprint)
+        entry = None if self.data is None else self.data.get(fingerprint)
+        if entry is None:
+            entry = self.store.get(fingerprint)
         self.stats.damaged = len(self.store.damaged)
         if entry is None:
             return None
@@ -207,11 +211,16 @@ class Engine:
     ) -> None:
         names = ", ".join(request.profile_names())
         if self.settings.offline:
+            looked = [str(self.settings.cache_dir)]
+            if self.settings.data_dir is not None:
+                looked.insert(0, f"{self.settings.data_dir} (committed data)")
+            data_dir = self.settings.data_dir
             raise OfflineMissError(
-                f"dataset for profile {names} is not recorded and --prisyn-offline "
-                f"forbids calling Gemini.\n  fingerprint: {request.fingerprint()}\n"
-                f"  cache: {self.settings.cache_dir}\n  record it with: "
-                f"GEMINI_API_KEY=... pytest --prisyn-backend=gemini -k <this test>"
+                f"dataset for profile {names} is not recorded and offline mode "
+                f"({self.settings.offline_reason}) forbids calling Gemini.\n"
+                f"  fingerprint: {request.fingerprint()}\n"
+                f"  looked in: {', '.join(looked)}",
+                data_dir=None if data_dir is None else str(data_dir),
             )
         if not self.settings.api_key:
             raise GenerationError(

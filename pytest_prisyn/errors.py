@@ -28,7 +28,29 @@ class GenerationError(PrisynError):
 
 
 class OfflineMissError(PrisynError):
-    """A dataset is not recorded and the run may not call the network."""
+    """A dataset is not recorded and the run may not call the network.
+
+    The message ends with the command that records the dataset; `for_test`
+    names the test in it, where the caller knows which test asked.
+    """
+
+    def __init__(self, message: str, *, data_dir: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.data_dir = data_dir
+
+    def for_test(self, test: str = "<the test>") -> str:
+        """The message with the exact command that records the dataset."""
+        command = (
+            "GEMINI_API_KEY=<your key> pytest --prisyn-online "
+            f"--prisyn-backend=gemini {test}"
+        )
+        if self.data_dir is not None:
+            command += f" && prisyn cache export {self.data_dir}"
+        return f"{self.message}\n  record it with: {command}"
+
+    def __str__(self) -> str:
+        return self.for_test()
 
 
 class StoreError(PrisynError):

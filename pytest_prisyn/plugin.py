@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pytest
 
 from pytest_prisyn import config as prisyn_config
-from pytest_prisyn.errors import ConfigError, PrisynError
+from pytest_prisyn.errors import ConfigError, OfflineMissError, PrisynError
 from pytest_prisyn.stats import Stats
 
 if TYPE_CHECKING:
@@ -59,6 +59,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "PRISYN_CACHE_DIR, ini prisyn_cache_dir.",
     )
     group.addoption(
+        "--prisyn-data-dir",
+        dest="prisyn_data_dir",
+        help="a committed data directory (from 'prisyn cache export'), read before "
+        "the cache, never written. Env PRISYN_DATA_DIR, ini prisyn_data_dir.",
+    )
+    group.addoption(
         "--prisyn-offline",
         dest="prisyn_offline",
         action="store_const",
@@ -88,6 +94,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("prisyn_model", "default for --prisyn-model")
     parser.addini("prisyn_generation", "default for --prisyn-generation")
     parser.addini("prisyn_cache_dir", "default for --prisyn-cache-dir")
+    parser.addini("prisyn_data_dir", "default for --prisyn-data-dir")
     parser.addini("prisyn_offline", "default for --prisyn-offline (true/false)")
     parser.addini("prisyn_gemini_timeout", "seconds to wait for one Gemini call")
 
@@ -110,6 +117,7 @@ def pytest_configure(config: pytest.Config) -> None:
                 "model": config.getoption("prisyn_model"),
                 "generation": config.getoption("prisyn_generation"),
                 "cache_dir": config.getoption("prisyn_cache_dir"),
+                "data_dir": config.getoption("prisyn_data_dir"),
                 "offline": config.getoption("prisyn_offline"),
                 "regen": config.getoption("prisyn_regen"),
             },
@@ -120,6 +128,7 @@ def pytest_configure(config: pytest.Config) -> None:
                     "model",
                     "generation",
                     "cache_dir",
+                    "data_dir",
                     "offline",
                     "gemini_timeout",
                 )
@@ -177,6 +186,8 @@ def describe(settings: prisyn_config.Settings) -> str:
         parts.append(f"offline ({settings.offline_reason})")
     if settings.regen is not None:
         parts.append("regen " + (",".join(sorted(settings.regen)) or "all"))
+    if settings.data_dir is not None:
+        parts.append(f"data {settings.data_dir}")
     parts.append(f"cache {settings.cache_dir}")
     return ", ".join(parts)
 
@@ -263,13 +274,13 @@ def prisyn(pytestconfig: pytest.Config) -> Engine:
 @pytest.fixture
 def prisyn_dataset(request: pytest.FixtureRequest, prisyn: Engine) -> pd.DataFrame:
     """Interactions DataFrame for the closest ``prisyn`` mark (a copy per test)."""
-    return _guarded(prisyn.dataset, **marker_arguments(request))
+    return _guarded(prisyn.dataset, **marker_arguments(request), _test=request)
 
 
 @pytest.fixture
 def prisyn_catalog(request: pytest.FixtureRequest, prisyn: Engine) -> pd.DataFrame:
     """Item catalog (item_id, name, category) of the closest ``prisyn`` mark's data."""
-    return _guarded(prisyn.catalog, **marker_arguments(request))
+    return _guarded(prisyn.catalog, **marker_arguments(request), _test=request)
 
 
 def marker_arguments(request: pytest.FixtureRequest) -> dict[str, Any]:
@@ -296,10 +307,18 @@ def _merge_marks(request: pytest.FixtureRequest) -> dict[str, Any]:
     return merged
 
 
-def _guarded(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+def _guarded(
+    function: Callable[..., T],
+    *args: Any,
+    _test: pytest.FixtureRequest | None = None,
+    **kwargs: Any,
+) -> T:
     """Call `function`; turn a prisyn error into a clean test failure, no traceback."""
     try:
         return function(*args, **kwargs)
+    except OfflineMissError as error:
+        test = "<the test>" if _test is None else repr(_test.node.nodeid)
+        message = f"prisyn: {error.for_test(test)}"
     except PrisynError as error:
         message = f"prisyn: {error}"
     pytest.fail(message, pytrace=False)

@@ -158,7 +158,11 @@ def test_offline_gemini_miss_fails_with_a_recording_hint(pytester):
     assert "tech" in text
     assert re.search(r"\b[0-9a-f]{64}\b", text), "no fingerprint in the message"
     assert str(pytester.path / ".prisyn") in text
-    assert "pytest --prisyn-backend=gemini" in text
+    assert (
+        "record it with: GEMINI_API_KEY=<your key> pytest --prisyn-online "
+        "--prisyn-backend=gemini 'test_offline_gemini_miss_fails_with_a_recording_hint.py"
+        "::test_needs_gemini'"
+    ) in text
     assert "Traceback" not in text
     assert "pytest_prisyn/" not in text
 
