@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
-import hashlib
 import shutil
 from pathlib import Path
 
@@ -90,9 +90,7 @@ def test_pickle_payload_in_place_of_parquet_is_refused(
 
     # Even with a matching checksum, the bytes only ever reach a Parquet reader.
     manifest = json.loads((folder / "manifest.json").read_text())
-    manifest["files"]["interactions.parquet"] = (
-        __import__("hashlib").sha256(payload).hexdigest()
-    )
+    manifest["files"]["interactions.parquet"] = hashlib.sha256(payload).hexdigest()
     (folder / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(StoreError, match="not readable Parquet"):
         read_folder(folder)
