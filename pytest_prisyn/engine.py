@@ -74,11 +74,11 @@ class Engine:
 
     def dataset(self, profile: object = None, **arguments: Any) -> pd.DataFrame:
         """The interactions frame for a request (a fresh copy each call)."""
-        return self.entry(profile, **arguments).frame.copy()
+        return _isolated(self.entry(profile, **arguments).frame)
 
     def catalog(self, profile: object = None, **arguments: Any) -> pd.DataFrame:
         """The item catalog (item_id, name, category) of a request's dataset."""
-        return self.entry(profile, **arguments).catalog.copy()
+        return _isolated(self.entry(profile, **arguments).catalog)
 
     def entry(self, profile: object = None, **arguments: Any) -> Entry:
         """The recorded entry for a request: found, or generated and stored."""
@@ -348,6 +348,20 @@ class _RequestMaker:
             seed=seed,
             **fields,
         )
+
+
+def _isolated(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy the caller may mutate freely without touching the cached frame.
+
+    Under pandas' copy-on-write (always on from pandas 3) a shallow copy is
+    enough and costs nothing until someone writes; otherwise copy the data.
+    """
+    import pandas as pd
+
+    copy_on_write = int(pd.__version__.split(".")[0]) >= 3 or bool(
+        pd.get_option("mode.copy_on_write")
+    )
+    return frame.copy(deep=not copy_on_write)
 
 
 def _spec_of(profile: Profile) -> BehaviorSpec:

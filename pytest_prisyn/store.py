@@ -14,6 +14,7 @@ mode is refused outright, so a value planted by someone else cannot run code.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import io
@@ -198,6 +199,10 @@ class Store:
     def _open(self) -> _Writable | _ReadOnly:
         if self._backend is None:
             self._backend = self._connect()
+            # An SQLite handle still open while the interpreter tears down
+            # pyarrow's threads can abort the process ("terminate called
+            # without an active exception"); close before that, always.
+            atexit.register(self.close)
         return self._backend
 
     def _connect(self) -> _Writable | _ReadOnly:

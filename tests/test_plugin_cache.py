@@ -158,10 +158,12 @@ def test_offline_gemini_miss_fails_with_a_recording_hint(pytester):
     assert "tech" in text
     assert re.search(r"\b[0-9a-f]{64}\b", text), "no fingerprint in the message"
     assert str(pytester.path / ".prisyn") in text
+    test_id = (
+        "test_offline_gemini_miss_fails_with_a_recording_hint.py::test_needs_gemini"
+    )
     assert (
         "record it with: GEMINI_API_KEY=<your key> pytest --prisyn-online "
-        "--prisyn-backend=gemini 'test_offline_gemini_miss_fails_with_a_recording_hint.py"
-        "::test_needs_gemini'"
+        f"--prisyn-backend=gemini '{test_id}'"
     ) in text
     assert "Traceback" not in text
     assert "pytest_prisyn/" not in text

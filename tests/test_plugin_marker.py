@@ -250,6 +250,9 @@ def test_each_test_gets_its_own_copy(pytester, run):
         pytestmark = pytest.mark.prisyn("tech", {SIZES})
 
         def test_1_mutates(prisyn_dataset, prisyn_catalog):
+            prisyn_dataset.loc[0, "rating"] = -1.0
+            prisyn_dataset.iat[1, 2] = -1.0
+            prisyn_catalog.loc[0, "name"] = "changed"
             prisyn_dataset["rating"] = 0.0
             prisyn_dataset.drop(prisyn_dataset.index[:100], inplace=True)
             prisyn_catalog["name"] = "changed"
