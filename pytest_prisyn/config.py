@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,8 @@ GENERATIONS = ("spec", "rows")
 DEFAULT_MODEL = "gemini-2.5-flash"
 DEFAULT_CACHE_DIR = ".prisyn"
 KEY_VARIABLES = ("GOOGLE_API_KEY", "GEMINI_API_KEY")  # the SDK's order: first wins
+DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([dhm]?)\s*$")
+UNIT_SECONDS = {"d": 86_400.0, "h": 3_600.0, "m": 60.0, "": 86_400.0}
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,9 @@ class Settings:
     offline: bool = False
     offline_reason: str | None = None
     regen: frozenset[str] | None = None  # None: no regeneration; empty: all
+    prune: bool = False
+    max_age: float | None = None  # seconds
+    refuse_stale: bool = False
     rootdir: Path = Path()
     # Kept out of comparisons so pytest's dataclass diffs never print the key.
     api_key: str | None = field(default=None, compare=False, repr=False)
@@ -83,6 +89,10 @@ def resolve(
         offline=offline,
         offline_reason=offline_reason,
         regen=parse_regen(options.get("regen")),
+        prune=bool(options.get("prune")),
+        max_age=parse_duration(_first(options.get("max_age"), ini.get("max_age"))),
+        refuse_stale=bool(options.get("refuse_stale"))
+        or _boolean("prisyn_refuse_stale", ini.get("refuse_stale") or "false"),
         rootdir=rootdir,
         api_key=key,
         key_source=source,
@@ -112,6 +122,19 @@ def resolve_offline(
     if ci and ci not in {"0", "false", "no", "off"}:
         return True, "CI detected; --prisyn-online allows Gemini"
     return False, None
+
+
+def parse_duration(value: object) -> float | None:
+    """``30d``, ``12h``, ``90m`` or a number of days, in seconds; None if unset."""
+    if value in (None, ""):
+        return None
+    match = DURATION.match(str(value))
+    if match is None:
+        raise ConfigError(
+            f"prisyn max age {value!r} is not a duration; accepted: a number of "
+            "days, or a number followed by d, h or m (e.g. 30d, 12h)"
+        )
+    return float(match.group(1)) * UNIT_SECONDS[match.group(2)]
 
 
 def find_api_key(

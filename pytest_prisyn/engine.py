@@ -124,6 +124,19 @@ class Engine:
                     return found
             return self._generate(chosen, profiles)
 
+    def _refused_as_stale(self, fingerprint: str, entry: Entry) -> bool:
+        """Flag an entry older than the max age; refuse it if so configured."""
+        from pytest_prisyn.inventory import age_seconds, label
+
+        limit = self.settings.max_age
+        age = age_seconds(entry.metadata)
+        if limit is None or age is None or age <= limit:
+            return False
+        if self.settings.refuse_stale:
+            return True
+        self.stats.stale[fingerprint] = label(entry.metadata)
+        return False
+
     def _made_this_run(self, fingerprint: str) -> bool:
         """Whether another worker of this run already regenerated the entry."""
         metadata = self.store.metadata(fingerprint) or {}
@@ -170,7 +183,7 @@ class Engine:
         if entry is None:
             entry = self.store.get(fingerprint)
         self.stats.damaged = len(self.store.damaged)
-        if entry is None:
+        if entry is None or self._refused_as_stale(fingerprint, entry):
             return None
         self.stats.served[fingerprint] = FROM_CACHE
         self._memory[fingerprint] = entry

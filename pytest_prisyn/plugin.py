@@ -10,12 +10,17 @@ import pytest
 
 from pytest_prisyn import config as prisyn_config
 from pytest_prisyn.errors import ConfigError, OfflineMissError, PrisynError
+from pytest_prisyn.federated_fixtures import (  # noqa: F401 (fixtures)
+    prisyn_clients,
+    prisyn_fedprox_synthetic,
+)
 from pytest_prisyn.stats import Stats
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from pytest_prisyn.engine import Engine
+    from pytest_prisyn.inventory import Inventory
 
 MARKER = (
     "prisyn(profile, *, n_users=100, n_items=300, n_interactions=3000, seed=0, "
@@ -27,6 +32,9 @@ REGEN_ALL = "--prisyn-regen=*"
 settings_key = pytest.StashKey["prisyn_config.Settings"]()
 engine_key = pytest.StashKey["Engine | None"]()
 stats_key = pytest.StashKey[Stats]()
+deselected_key = pytest.StashKey[bool]()
+inventory_key = pytest.StashKey["Inventory"]()
+inventory_error_key = pytest.StashKey[str]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -90,6 +98,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="regenerate the datasets this run asks for; --prisyn-regen=a,b only "
         "those of profiles a and b.",
     )
+    group.addoption(
+        "--prisyn-prune",
+        dest="prisyn_prune",
+        action="store_true",
+        help="after a run of the whole suite, delete recorded datasets no test "
+        "asked for.",
+    )
+    group.addoption(
+        "--prisyn-max-age",
+        dest="prisyn_max_age",
+        metavar="AGE",
+        help="flag recorded datasets older than AGE (30d, 12h, 90m; a number is "
+        "days). Ini prisyn_max_age.",
+    )
+    group.addoption(
+        "--prisyn-refuse-stale",
+        dest="prisyn_refuse_stale",
+        action="store_true",
+        help="treat datasets older than --prisyn-max-age as not recorded.",
+    )
     parser.addini("prisyn_backend", "default for --prisyn-backend")
     parser.addini("prisyn_model", "default for --prisyn-model")
     parser.addini("prisyn_generation", "default for --prisyn-generation")
@@ -97,6 +125,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("prisyn_data_dir", "default for --prisyn-data-dir")
     parser.addini("prisyn_offline", "default for --prisyn-offline (true/false)")
     parser.addini("prisyn_gemini_timeout", "seconds to wait for one Gemini call")
+    parser.addini("prisyn_max_age", "default for --prisyn-max-age")
+    parser.addini("prisyn_refuse_stale", "default for --prisyn-refuse-stale (bool)")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -120,6 +150,9 @@ def pytest_configure(config: pytest.Config) -> None:
                 "data_dir": config.getoption("prisyn_data_dir"),
                 "offline": config.getoption("prisyn_offline"),
                 "regen": config.getoption("prisyn_regen"),
+                "prune": config.getoption("prisyn_prune"),
+                "max_age": config.getoption("prisyn_max_age"),
+                "refuse_stale": config.getoption("prisyn_refuse_stale"),
             },
             ini={
                 name: config.getini(f"prisyn_{name}")
@@ -131,6 +164,8 @@ def pytest_configure(config: pytest.Config) -> None:
                     "data_dir",
                     "offline",
                     "gemini_timeout",
+                    "max_age",
+                    "refuse_stale",
                 )
             },
             rootdir=config.rootpath,
@@ -198,7 +233,8 @@ def pytest_terminal_summary(
     if hasattr(config, "workerinput"):
         return
     stats = config.stash.get(stats_key, None)
-    if stats is None or not stats.used:
+    inventory = config.stash.get(inventory_key, None)
+    if stats is None or not (stats.used or (inventory and inventory.unused)):
         return
     terminalreporter.write_sep("=", "prisyn")
     generated = sum(stats.generated.values())
@@ -218,6 +254,20 @@ def pytest_terminal_summary(
         terminalreporter.write_line(
             f"damaged cache entries discarded and regenerated: {stats.damaged}"
         )
+    if stats.stale:
+        age = config.stash[settings_key].max_age or 0
+        terminalreporter.write_line(
+            f"datasets older than {age / 86400:g} days: {len(stats.stale)} "
+            f"({', '.join(sorted(stats.stale.values())[:5])}); regenerate them with "
+            "--prisyn-regen, or use --prisyn-refuse-stale to treat them as missing",
+            yellow=True,
+        )
+    if inventory is not None:
+        _report_inventory(terminalreporter, inventory)
+    if config.stash.get(inventory_error_key, None):
+        terminalreporter.write_line(
+            f"could not list unused datasets: {config.stash[inventory_error_key]}"
+        )
     if stats.unsaved:
         cache = config.stash[settings_key].cache_dir
         terminalreporter.write_line(
@@ -227,12 +277,44 @@ def pytest_terminal_summary(
         )
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    if items:
+        items[0].config.stash[deselected_key] = True
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     stats = config.stash.get(stats_key, None)
     workeroutput = getattr(config, "workeroutput", None)
-    if stats is not None and workeroutput is not None:
+    if stats is None:
+        return
+    if workeroutput is not None:
         workeroutput["prisyn_stats"] = stats.to_dict()
+    elif _ran_whole_suite(session, exitstatus):
+        from pytest_prisyn.inventory import take_inventory
+
+        settings = config.stash[settings_key]
+        try:
+            config.stash[inventory_key] = take_inventory(
+                settings.cache_dir, set(stats.served), prune=settings.prune
+            )
+        except PrisynError as error:
+            config.stash[inventory_error_key] = str(error)
+
+
+def _ran_whole_suite(session: pytest.Session, exitstatus: int) -> bool:
+    """Whether every test of the suite was selected and the run went to the end."""
+    config = session.config
+    return not (
+        config.stash.get(deselected_key, False)
+        or config.option.keyword
+        or config.option.markexpr
+        or config.args_source == pytest.Config.ArgsSource.ARGS
+        or exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
+        or session.shouldstop
+        or session.shouldfail
+    )
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -241,6 +323,32 @@ def pytest_testnodedown(node: Any, error: object) -> None:
     worker_stats = getattr(node, "workeroutput", {}).get("prisyn_stats")
     if worker_stats:
         node.config.stash[stats_key].merge(worker_stats)
+
+
+def _report_inventory(
+    terminalreporter: pytest.TerminalReporter, inventory: Inventory
+) -> None:
+    if inventory.pruned:
+        terminalreporter.write_line(
+            f"pruned {inventory.pruned} recorded "
+            f"{_plural(inventory.pruned, 'dataset')} no test asked for"
+        )
+    elif inventory.unused:
+        count = len(inventory.unused)
+        terminalreporter.write_line(
+            f"recorded datasets no test asked for: {count} (--prisyn-prune deletes "
+            "them; 'prisyn cache list' shows them)"
+        )
+        for fingerprint, label in inventory.unused[:10]:
+            terminalreporter.write_line(f"  {fingerprint[:12]}  {label}")
+    if inventory.old_formats and not inventory.pruned:
+        terminalreporter.write_line(
+            f"{len(inventory.old_formats)} of them were written by an older data "
+            "format of pytest-prisyn and are never served: regenerate what you "
+            "need (it happens on use), then --prisyn-prune or 'prisyn cache prune "
+            "--old-formats'; export Gemini data you want to keep first",
+            yellow=True,
+        )
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

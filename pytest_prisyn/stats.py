@@ -21,6 +21,7 @@ class Stats:
     gemini_tokens: int = 0
     damaged: int = 0
     unsaved: int = 0
+    stale: dict[str, str] = field(default_factory=dict)  # fingerprint -> label
     seconds_generating: float = 0.0
 
     @property
@@ -51,4 +52,5 @@ class Stats:
         self.gemini_tokens += int(other.get("gemini_tokens", 0))
         self.damaged += int(other.get("damaged", 0))
         self.unsaved += int(other.get("unsaved", 0))
+        self.stale.update(other.get("stale", {}))
         self.seconds_generating += float(other.get("seconds_generating", 0.0))

@@ -40,6 +40,8 @@ MAGIC = b"PRISYN\x01"
 PARTS = ("interactions", "catalog")
 SPEC_PREFIX = "spec:"
 DATASET_PREFIX = "dataset:"
+# A copy of each entry's metadata, small, so listings need not read the data.
+META_PREFIX = "meta:"
 
 
 @dataclass
@@ -87,6 +89,14 @@ class Store:
 
     def metadata(self, fingerprint: str) -> dict[str, Any] | None:
         """An entry's metadata, read without loading its data; None if absent."""
+        copy = self._fetch(META_PREFIX + fingerprint)
+        if copy is not None:
+            try:
+                document = json.loads(copy)
+            except ValueError:
+                document = None
+            if isinstance(document, dict):
+                return document
         raw = self._fetch(DATASET_PREFIX + fingerprint)
         if raw is None:
             return None
@@ -102,11 +112,16 @@ class Store:
     def put(self, fingerprint: str, entry: Entry) -> None:
         """Store a complete, validated entry in one transaction."""
         self._write(DATASET_PREFIX + fingerprint, encode(entry))
+        self._write(
+            META_PREFIX + fingerprint,
+            json.dumps(entry.metadata, sort_keys=True, default=str).encode(),
+        )
 
     def delete(self, fingerprint: str) -> None:
         """Remove an entry if present (a read-only store keeps it, with a warning)."""
         try:
             self._open().delete(DATASET_PREFIX + fingerprint)
+            self._open().delete(META_PREFIX + fingerprint)
         except Exception as error:
             log.warning("cannot delete cache entry %s: %s", fingerprint, error)
 

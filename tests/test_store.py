@@ -224,11 +224,14 @@ def test_json_documents_round_trip(tmp_path: Path) -> None:
     assert Store(tmp_path).get_json("k") == {"spec": {"a": 1}}
 
 
-def test_written_entry_is_one_row(tmp_path: Path, entry: Entry) -> None:
+def test_written_entry_is_the_data_plus_a_metadata_copy(
+    tmp_path: Path, entry: Entry
+) -> None:
     store = Store(tmp_path)
     store.put("abc", entry)
     store.close()
     with sqlite3.connect(tmp_path / "cache.db") as db:
-        rows = db.execute("select key from Cache").fetchall()
+        rows = db.execute("select key from Cache order by key").fetchall()
 
-    assert rows == [(DATASET_PREFIX + "abc",)]
+    assert rows == [(DATASET_PREFIX + "abc",), ("meta:abc",)]
+    assert Store(tmp_path).metadata("abc") == entry.metadata
