@@ -18,7 +18,6 @@ neither run code nor make us read outside it.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import re
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_prisyn.errors import StoreError
-from pytest_prisyn.store import Entry, Store
+from pytest_prisyn.store import Entry, Store, read_parquet, write_parquet
 
 MANIFEST = "manifest.json"
 FILES = {"frame": "interactions.parquet", "catalog": "catalog.parquet"}
@@ -114,7 +113,7 @@ def write_folder(directory: Path, fingerprint: str, entry: Entry) -> Path:
     try:
         digests = {}
         for part, name in FILES.items():
-            payload = _parquet(getattr(entry, part))
+            payload = write_parquet(getattr(entry, part))
             (staging / name).write_bytes(payload)
             digests[name] = hashlib.sha256(payload).hexdigest()
         manifest = {key: entry.metadata.get(key) for key in MANIFEST_FIELDS}
@@ -142,8 +141,6 @@ def folder_name(fingerprint: str, metadata: dict[str, Any]) -> str:
 
 def read_folder(folder: Path) -> Entry:
     """Read and verify one dataset folder; raise `StoreError` on any damage."""
-    import pandas as pd
-
     manifest = _manifest(folder)
     if manifest is None:
         raise StoreError(f"{folder} has no valid {MANIFEST}")
@@ -158,10 +155,7 @@ def read_folder(folder: Path) -> Entry:
                 f"{path} does not match the sha256 in its manifest; re-export it "
                 "with 'prisyn cache export' or delete the folder"
             )
-        try:
-            frames[part] = pd.read_parquet(io.BytesIO(payload), engine="pyarrow")
-        except Exception as error:
-            raise StoreError(f"{path} is not readable Parquet: {error}") from None
+        frames[part] = read_parquet(payload, str(path))
     metadata = {key: value for key, value in manifest.items() if key != "files"}
     return Entry(frames["frame"], frames["catalog"], metadata)
 
@@ -186,9 +180,3 @@ def _manifest(folder: Path) -> dict[str, Any] | None:
     if not folder.name.endswith(fingerprint[:12]) or not isinstance(files, dict):
         return None
     return manifest
-
-
-def _parquet(frame: Any) -> bytes:
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer, engine="pyarrow", index=False, compression="zstd")
-    return buffer.getvalue()
