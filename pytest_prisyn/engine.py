@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +66,10 @@ class Engine:
         self._memory: dict[str, Entry] = {}
         self._regenerated: set[str] = set()
         self._started = time.time()
+        # Which suite (top-level test folder) is asking now, told by the plugin
+        # and recorded with new entries: housekeeping only ever calls a
+        # dataset unused in a run of the suite that recorded it.
+        self.requested_by: Callable[[], str | None] = lambda: None
         self._gemini: Any = None
 
     def profiles(self) -> list[str]:
@@ -205,6 +209,7 @@ class Engine:
             created=datetime.now(UTC).isoformat(timespec="seconds"),
             created_unix=time.time(),
             package_version=__version__,
+            recorded_by=self.requested_by(),
             format_version=FORMAT_VERSION,
             rows=len(entry.frame),
         )

@@ -21,8 +21,14 @@ class Inventory:
     pruned: int = 0
 
 
-def take_inventory(directory: Path, served: set[str], *, prune: bool) -> Inventory:
-    """List (and with `prune`, delete) cached datasets that were not served."""
+def take_inventory(
+    directory: Path, served: set[str], *, suite: set[str], prune: bool
+) -> Inventory:
+    """List (and with `prune`, delete) cached datasets that were not served.
+
+    Only entries recorded by this suite (its top-level test folders, as in
+    `suite`) count: another suite sharing the cache keeps its data.
+    """
     inventory = Inventory()
     if not (directory / "cache.db").is_file():
         return inventory
@@ -32,6 +38,8 @@ def take_inventory(directory: Path, served: set[str], *, prune: bool) -> Invento
             if fingerprint in served:
                 continue
             metadata = store.metadata(fingerprint) or {}
+            if metadata.get("recorded_by") not in suite | {None, ""}:
+                continue
             found = (fingerprint, label(metadata))
             inventory.unused.append(found)
             if metadata.get("format_version") != FORMAT_VERSION:

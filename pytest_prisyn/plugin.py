@@ -33,6 +33,7 @@ settings_key = pytest.StashKey["prisyn_config.Settings"]()
 engine_key = pytest.StashKey["Engine | None"]()
 stats_key = pytest.StashKey[Stats]()
 deselected_key = pytest.StashKey[bool]()
+current_test_key = pytest.StashKey["str | None"]()
 inventory_key = pytest.StashKey["Inventory"]()
 inventory_error_key = pytest.StashKey[str]()
 
@@ -297,10 +298,28 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         settings = config.stash[settings_key]
         try:
             config.stash[inventory_key] = take_inventory(
-                settings.cache_dir, set(stats.served), prune=settings.prune
+                settings.cache_dir,
+                set(stats.served),
+                suite={_suite_of(item.nodeid) for item in session.items},
+                prune=settings.prune,
             )
         except PrisynError as error:
             config.stash[inventory_error_key] = str(error)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Any:
+    # Datasets made during a test's setup are recorded as that test's suite's.
+    item.config.stash[current_test_key] = item.nodeid
+    try:
+        return (yield)
+    finally:
+        item.config.stash[current_test_key] = None
+
+
+def _suite_of(nodeid: str) -> str:
+    """The top-level directory (or file) of a test: which suite it belongs to."""
+    return nodeid.split("::")[0].split("/")[0]
 
 
 def _ran_whole_suite(session: pytest.Session, exitstatus: int) -> bool:
@@ -369,6 +388,9 @@ def _engine(config: pytest.Config) -> Engine:
 
         registry = ProfileRegistry(load_user_profiles(_pyproject(config)))
         engine = Engine(config.stash[settings_key], registry, config.stash[stats_key])
+        engine.requested_by = lambda: _suite_of(
+            config.stash.get(current_test_key, None) or ""
+        )
         config.stash[engine_key] = engine
     return engine
 

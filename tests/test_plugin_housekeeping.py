@@ -153,3 +153,25 @@ def test_metadata_copy_lists_without_reading_data(
         assert metadata is not None
         assert json.dumps(metadata)
         assert metadata["fingerprint"] == fingerprint
+
+
+def test_another_suite_sharing_the_cache_keeps_its_data(
+    pytester: pytest.Pytester,
+) -> None:
+    suite = TWO_TESTS.split('@pytest.mark.prisyn("gamer"')[0]
+    pytester.mkdir("unit")
+    pytester.mkdir("examples")
+    (pytester.path / "unit" / "test_unit.py").write_text(suite)
+    (pytester.path / "examples" / "test_examples.py").write_text(
+        suite.replace('"tech"', '"music"')
+    )
+    pytester.makeini("[pytest]\ntestpaths = unit\n")
+    pytester.runpytest("examples", "--prisyn-backend=simulate").assert_outcomes(
+        passed=1
+    )
+
+    result = pytester.runpytest("--prisyn-backend=simulate", "--prisyn-prune")
+
+    result.assert_outcomes(passed=1)
+    assert "pruned" not in result.stdout.str()
+    assert len(Store(pytester.path / ".prisyn").fingerprints()) == 2
