@@ -7,11 +7,12 @@ the store or pytest; the store never knows about Gemini.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from pytest_prisyn.datadir import DataDir
 from pytest_prisyn.errors import (
     GenerationError,
     OfflineMissError,
+    PrisynError,
     ProfileError,
     StoreError,
 )
@@ -262,6 +264,19 @@ class Engine:
         return Entry(simulator.frame(), simulator.catalog(), {"model": None})
 
     def _ask_gemini(self, request: DatasetRequest, profiles: list[Profile]) -> Entry:
+        key = self.settings.api_key or ""
+        with _redacting(key):
+            try:
+                return self._ask_gemini_unguarded(request, profiles)
+            except PrisynError as error:
+                # Whatever the API echoed back, the key itself never leaves here.
+                if key and key in str(error):
+                    raise type(error)(redact(str(error), key)) from None
+                raise
+
+    def _ask_gemini_unguarded(
+        self, request: DatasetRequest, profiles: list[Profile]
+    ) -> Entry:
         from pytest_prisyn import gemini
 
         client = self._client()
@@ -366,6 +381,42 @@ class _RequestMaker:
             seed=seed,
             **fields,
         )
+
+
+def redact(text: str, secret: str) -> str:
+    """`text` with every occurrence of `secret` replaced by a marker."""
+    return text.replace(secret, "<redacted>") if secret else text
+
+
+class _RedactFilter(logging.Filter):
+    """Rewrites log records that would carry the API key."""
+
+    def __init__(self, secret: str) -> None:
+        super().__init__()
+        self.secret = secret
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self.secret in message:
+            record.msg, record.args = redact(message, self.secret), None
+        return True
+
+
+@contextlib.contextmanager
+def _redacting(secret: str) -> Iterator[None]:
+    """Redact the key from our and the SDK's log records while Gemini is called."""
+    if not secret:
+        yield
+        return
+    redactor = _RedactFilter(secret)
+    loggers = [logging.getLogger(name) for name in ("pytest_prisyn", "google_genai")]
+    for logger in loggers:
+        logger.addFilter(redactor)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(redactor)
 
 
 def _isolated(frame: pd.DataFrame) -> pd.DataFrame:

@@ -12,7 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from fake_gemini import fake_model
-from gemini_server import GeminiServer, Reply
+from gemini_server import GeminiServer, RecordedRequest, Reply
+
+from pytest_prisyn import cli
 
 KEY = "sk-planted-gemini-key-42"
 
@@ -151,15 +153,42 @@ def test_api_failure_fails_the_test_and_caches_nothing(
     pytester.runpytest("--prisyn-backend=gemini").assert_outcomes(passed=1)
 
 
-def test_key_never_reaches_output_or_cache(
+def test_key_never_reaches_output_logs_cache_or_exports(
     pytester: pytest.Pytester, server: GeminiServer
 ) -> None:
     suite(pytester, "rows")
+    pytester.makepyfile(
+        test_refused="""
+        import pytest
 
-    result = pytester.runpytest("--prisyn-backend=gemini", "-v")
+        @pytest.mark.prisyn("music", n_users=8, n_items=40, n_interactions=80)
+        def test_api_error(prisyn_dataset):
+            pass
+        """
+    )
+    server.set_handler(refusing_music)
 
-    result.assert_outcomes(passed=1)
+    result = pytester.runpytest(
+        "--prisyn-backend=gemini", "-v", "-o", "log_cli=true", "--log-level=DEBUG"
+    )
+    exported = pytester.path / "exported"
+    assert cli.main(["cache", "export", str(exported), "--cache-dir", ".prisyn"]) == 0
+
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*prisyn:*403*"])
     assert KEY not in result.stdout.str() + result.stderr.str()
-    cache_files = [p for p in (pytester.path / ".prisyn").rglob("*") if p.is_file()]
-    assert cache_files
-    assert not any(KEY.encode() in p.read_bytes() for p in cache_files)
+    written = [
+        path
+        for folder in (pytester.path / ".prisyn", exported)
+        for path in folder.rglob("*")
+        if path.is_file()
+    ]
+    assert any(path.name == "manifest.json" for path in written)
+    assert not [path for path in written if KEY.encode() in path.read_bytes()]
+
+
+def refusing_music(request: RecordedRequest) -> Reply:
+    """The fake model, except that prompts about the music profile are refused."""
+    if "Listeners who rate albums" in request.prompt_text:
+        return Reply.error(403, "PERMISSION_DENIED", "API key not valid. " + KEY)
+    return fake_model(request)
