@@ -184,8 +184,6 @@ def validate_spec(spec: BehaviorSpec, *, owner: str) -> BehaviorSpec:
     spec.rating_scale.check()
     merged = _merge_categories(spec.categories, owner=owner)
     stars = _repair_stars(spec.star_shares, spec.rating_scale.values(), owner=owner)
-    if spec.user_bias_sd == 0 and spec.taste_weight == 0 and max(stars) >= 0.999:
-        raise SpecError(f"behaviour spec of {owner!r} has no rating variance at all")
     return spec.model_copy(update={"categories": merged, "star_shares": stars})
 
 
@@ -240,6 +238,12 @@ def _repair_stars(
     total = sum(shares)
     if total <= 0:
         raise SpecError(f"behaviour spec of {owner!r} has star shares that sum to 0")
+    if max(shares) / total >= 0.99:
+        raise SpecError(
+            f"behaviour spec of {owner!r} puts all ratings on one value "
+            f"({list(shares)}): no rating variance at all; give every value on the "
+            "scale some share"
+        )
     floored = [max(share / total, MIN_STAR_SHARE) for share in shares]
     total = sum(floored)
     return [round(share / total, 6) for share in floored]
