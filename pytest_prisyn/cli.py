@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from pytest_prisyn.config import Settings
     from pytest_prisyn.engine import Engine
     from pytest_prisyn.profiles import ProfileRegistry
-    from pytest_prisyn.store import Store
+    from pytest_prisyn.store import Entry, Store
 
 PROG = "prisyn"
 
@@ -120,7 +120,7 @@ def generate(args: argparse.Namespace) -> int:
     from pytest_prisyn.stats import FROM_CACHE
 
     output = Path(args.output)
-    write = _writer_for(output)
+    write = None if args.format else _writer_for(output)
     if not output.parent.is_dir():
         raise CommandError(
             f"output directory {str(output.parent)!r} does not exist; create it "
@@ -147,7 +147,10 @@ def generate(args: argparse.Namespace) -> int:
         fingerprint = str(entry.metadata.get("fingerprint", ""))
         source = engine.stats.served.get(fingerprint, FROM_CACHE)
     try:
-        write_atomically(output, lambda path: write(entry.frame, path))
+        if write is None:
+            _write_format(entry, args.format, output)
+        else:
+            write_atomically(output, lambda path: write(entry.frame, path))
     except OSError as error:
         raise CommandError(
             f"cannot write {output}: {error.strerror or error}", EXIT_FAILURE
@@ -447,6 +450,25 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
 # Output layouts by file extension. A future ``--format`` option (movielens,
 # recommenders, udata, ...) would choose a layout by name instead: one function
 # that reshapes the frame and writes it, registered next to these.
+def _write_format(entry: Entry, file_format: str, directory: Path) -> None:
+    """Write a library's format into `directory`, all files or none."""
+    import shutil
+    import tempfile
+
+    from pytest_prisyn.formats import export
+
+    directory.mkdir(exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".prisyn-", dir=directory.parent))
+    try:
+        written = export(entry.frame, entry.catalog, file_format, staging)
+        for path in written:
+            target = directory / path.relative_to(staging)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def _writer_for(path: Path) -> Callable[[pd.DataFrame, Path], None]:
     suffix = path.suffix.lower()
     if suffix in CSV_EXTENSIONS:
@@ -879,6 +901,11 @@ GENERATE = Command(
             metavar="FILE",
             help=f"file to write; its extension picks the format: "
             f"{', '.join(DATA_EXTENSIONS)}",
+        ),
+        Arg(
+            "--format",
+            choices=("movielens", "udata", "recommenders", "recbole"),
+            help="write a library's format instead, into the directory -o names",
         ),
         Arg("--n-users", type=int, metavar="N", help="number of users (default 100)"),
         Arg("--n-items", type=int, metavar="N", help="catalog size (default 300)"),

@@ -929,3 +929,27 @@ def test_prune_by_age_keeps_fresh_entries(
     assert code == cli.EXIT_OK
     assert out.startswith("removed ")
     assert "no cached datasets" in run(capsys, "cache", "list", *CACHE)[1]
+
+
+@pytest.mark.parametrize(
+    ("file_format", "expected"),
+    [
+        ("movielens", ["ratings.csv"]),
+        ("udata", ["u.data"]),
+        ("recbole", ["prisyn/prisyn.inter", "prisyn/prisyn.item"]),
+    ],
+)
+def test_generate_in_a_library_format(
+    capsys: pytest.CaptureFixture[str],
+    workdir: Path,
+    file_format: str,
+    expected: list[str],
+) -> None:
+    code, _, err = generate(capsys, "tech", "--format", file_format, "-o", "out")
+
+    assert code == cli.EXIT_OK, err
+    written = sorted(
+        str(p.relative_to(workdir / "out")) for p in (workdir / "out").rglob("*.*")
+    )
+    assert written == expected
+    assert not list(workdir.glob(".prisyn-*"))
