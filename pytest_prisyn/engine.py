@@ -86,6 +86,12 @@ class Engine:
         """The item catalog (item_id, name, category) of a request's dataset."""
         return _isolated(self.entry(profile, **arguments).catalog)
 
+    def clients(self, profile: object = None, **arguments: Any) -> list[Any]:
+        """The dataset split into federated clients (see `federated.partition`)."""
+        from pytest_prisyn import federated
+
+        return federated.clients(self, profile, **arguments)
+
     def entry(self, profile: object = None, **arguments: Any) -> Entry:
         """The recorded entry for a request: found, or generated and stored."""
         if profile is not None:

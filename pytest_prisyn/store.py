@@ -207,8 +207,14 @@ class Store:
         except StoreError:
             raise
         except (OSError, sqlite3.Error) as error:
+            hint = ""
+            if "locked" in str(error):
+                hint = (
+                    "; another process holds its database (a hung pytest or "
+                    "prisyn command?): let it finish or stop it, then run again"
+                )
             raise StoreError(
-                f"cannot {action} the prisyn cache at {self.directory}: {error}"
+                f"cannot {action} the prisyn cache at {self.directory}: {error}{hint}"
             ) from None
 
     def _open(self) -> _Writable | _ReadOnly:

@@ -589,3 +589,18 @@ def test_plain_columns_work_too():
     report = heterogeneity(clients)
     assert report.categories_per_client == 2.0
     assert report.category_js_pairwise > 0
+
+
+def test_engine_clients_matches_the_fixture_path(tmp_path) -> None:
+    from pytest_prisyn.config import Settings
+    from pytest_prisyn.engine import Engine
+    from pytest_prisyn.profiles import ProfileRegistry
+
+    engine = Engine(Settings(backend="simulate", cache_dir=tmp_path), ProfileRegistry())
+    made = engine.clients(
+        "tech", n_users=40, n_interactions=800, clients=4, partition="iid"
+    )
+
+    assert len(made) == 4
+    assert sum(len(c.train) + len(c.test) for c in made) == 800
+    engine.close()
