@@ -7,9 +7,26 @@ prompt, exact rows for a rows prompt (whose text is one JSON object).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from gemini_server import RecordedRequest, Reply
+import pytest
+from gemini_server import GeminiServer, RecordedRequest, Reply
+
+
+@contextmanager
+def serving_fake_model(
+    monkeypatch: pytest.MonkeyPatch, key: str, *, latency: float = 0.0
+) -> Iterator[GeminiServer]:
+    """A loopback server answering as `fake_model`, and the environment that
+    points the real google-genai client at it with `key`."""
+    with GeminiServer(latency=latency) as server:
+        monkeypatch.setenv("GEMINI_API_KEY", key)
+        monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", server.url)
+        monkeypatch.delenv("GOOGLE_GENAI_API_VERSION", raising=False)
+        server.set_handler(fake_model)
+        yield server
 
 
 def fake_model(request: RecordedRequest) -> Reply:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from fake_gemini import fake_model
+from fake_gemini import serving_fake_model
 from gemini_server import GeminiServer
 
 from pytest_prisyn import cli
@@ -57,11 +57,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[GeminiServer]:
-    with GeminiServer() as running:
-        monkeypatch.setenv("GEMINI_API_KEY", KEY)
-        monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", running.url)
-        monkeypatch.delenv("GOOGLE_GENAI_API_VERSION", raising=False)
-        running.set_handler(fake_model)
+    with serving_fake_model(monkeypatch, KEY) as running:
         yield running
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from fake_gemini import fake_model
+from fake_gemini import fake_model, serving_fake_model
 from gemini_server import GeminiServer, RecordedRequest, Reply
 
 from pytest_prisyn import cli
@@ -35,11 +35,7 @@ def test_data(prisyn_dataset, prisyn_catalog):
 
 @pytest.fixture
 def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[GeminiServer]:
-    with GeminiServer() as running:
-        monkeypatch.setenv("GEMINI_API_KEY", KEY)
-        monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", running.url)
-        monkeypatch.delenv("GOOGLE_GENAI_API_VERSION", raising=False)
-        running.set_handler(fake_model)
+    with serving_fake_model(monkeypatch, KEY) as running:
         yield running
 
 

@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from fake_gemini import fake_model
+from fake_gemini import serving_fake_model
 from gemini_server import GeminiServer
 
 pytest.importorskip("xdist")
@@ -45,11 +45,7 @@ def test_record(prisyn_dataset, request):
 @pytest.fixture
 def slow_gemini(monkeypatch: pytest.MonkeyPatch) -> Iterator[GeminiServer]:
     # Slow enough that workers asking at once really overlap.
-    with GeminiServer(latency=1.0) as server:
-        server.set_handler(fake_model)
-        monkeypatch.setenv("GEMINI_API_KEY", "sk-xdist-test")
-        monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", server.url)
-        monkeypatch.delenv("GOOGLE_GENAI_API_VERSION", raising=False)
+    with serving_fake_model(monkeypatch, "sk-xdist-test", latency=1.0) as server:
         yield server
 
 
