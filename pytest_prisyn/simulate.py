@@ -50,6 +50,7 @@ BREADTH_CONCENTRATION = 8.0
 # each user leans to a few styles, which gives the item co-occurrence that
 # personalised recommenders learn from.
 STYLES = 8
+ACTIVITY_LENIENCY = 0.25
 STYLE_CONCENTRATION = 0.4
 EPOCH_SECONDS = 1_704_067_200  # 2024-01-01T00:00:00Z: data starts here, always
 SESSION_GAP_DAYS = 2.0
@@ -269,6 +270,7 @@ class Simulator:
             self.n_interactions - int(floor.sum()), raw, np.maximum(cap - floor, 0)
         )
         self.counts = (floor + extra).astype(np.int64)
+        self._log_activity = float(np.log(self.counts).mean())
 
     def _prepare_tastes(self) -> None:
         n_categories = len(self.categories)
@@ -321,6 +323,10 @@ class Simulator:
         profiles = self.user_profile[first:last]
         taste = self._tastes(rng, profiles)
         counts = self.counts[first:last]
+        # Heavy users reach further into the long tail of weaker items; real
+        # logs show no such drop in their mean rating (MovieLens 100K: Spearman
+        # of activity and mean rating -0.06), so they are a little more lenient.
+        taste.bias[:] += ACTIVITY_LENIENCY * (np.log(counts) - self._log_activity)
         local, items = self._choose(rng, taste, counts)
         latent = self._latent(rng, taste, local, items, profiles)
         return _Draw(rng, first, last, profiles, counts, local, items, latent)

@@ -101,7 +101,7 @@ def test_golden_digest_pins_the_data_format() -> None:
     assert digest(frame) == GOLDEN
 
 
-GOLDEN = "989993a6678321ecfe2c7c3d06d74e75f780812272e8e2c4c3006069c5b0ecd2"
+GOLDEN = "8cf1d5b5928612f5e00784cae5e2a04ebfa926839b6949c56ecd600ea4ab5898"
 
 
 def test_every_user_is_capped_by_the_catalog_and_dense_requests_work() -> None:
