@@ -31,6 +31,7 @@ REPORT_EXTRA_HINT = 'pip install "pytest-prisyn[report]"'
 _HOUR_SECONDS = 3_600
 _DAY_SECONDS = 86_400
 _SCALE_MATCH = 1e-6
+_LEGEND_ROWS = 12
 
 
 class ReportDependencyError(ImportError):
@@ -1156,8 +1157,15 @@ def _draw_pictures(report: QualityReport, frame: pd.DataFrame) -> dict[str, byte
     }
     mixes = _mix_bars(report, frame)
     if mixes:
-        height = max(3.0, 0.45 * len(mixes) + 1.5)
-        pictures["category_mix"] = png(lambda ax: _draw_mixes(ax, mixes), (8.0, height))
+        # Room for every bar and for the whole legend, in columns of at most 12.
+        categories = len(set().union(*mixes.values()))
+        columns = max(1, math.ceil(categories / _LEGEND_ROWS))
+        rows = math.ceil(categories / columns)
+        height = max(3.0, 0.45 * len(mixes) + 1.5, 0.24 * rows + 1.0)
+        width = 8.0 + 1.6 * (columns - 1)
+        pictures["category_mix"] = png(
+            lambda ax: _draw_mixes(ax, mixes, columns), (width, height)
+        )
     return pictures
 
 
@@ -1246,7 +1254,7 @@ def _mix_bars(
     return {"all users": {str(k): float(v) for k, v in shares.items() if v > 0}}
 
 
-def _draw_mixes(ax: Axes, bars: dict[str, dict[str, float]]) -> None:
+def _draw_mixes(ax: Axes, bars: dict[str, dict[str, float]], columns: int) -> None:
     totals: dict[str, float] = {}
     for mix in bars.values():
         for category, share in mix.items():
@@ -1254,7 +1262,10 @@ def _draw_mixes(ax: Axes, bars: dict[str, dict[str, float]]) -> None:
     categories = sorted(totals, key=lambda c: (-totals[c], c))
     labels = list(bars)[::-1]
     left = np.zeros(len(labels))
-    colours = [f"C{i % 10}" for i in range(len(categories))]
+    from matplotlib import colormaps
+
+    palette = colormaps["tab10" if len(categories) <= 10 else "tab20"]
+    colours = [palette(i % palette.N) for i in range(len(categories))]
     for category, colour in zip(categories, colours, strict=True):
         widths = np.array([bars[label].get(category, 0.0) for label in labels])
         ax.barh(labels, widths, left=left, color=colour, label=category)
@@ -1262,7 +1273,9 @@ def _draw_mixes(ax: Axes, bars: dict[str, dict[str, float]]) -> None:
     ax.set_xlim(0, 1)
     ax.set_xlabel("share of interactions")
     ax.set_title("Category mix per profile")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small", ncol=1)
+    ax.legend(
+        loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small", ncol=columns
+    )
 
 
 def _top_items(frame: pd.DataFrame, catalog: pd.DataFrame | None) -> list[list[str]]:
