@@ -5,24 +5,38 @@ names) that the simulator then turns into data; rows mode asks Gemini to write
 the interactions themselves, following the simulator's plan (who has how many
 interactions, which items exist). Every answer is parsed and checked here, never
 trusted: ``response.parsed`` is silently ``None`` on bad JSON or truncation.
+
+Every call goes through the SDK's async client with the SDK's own retries off
+(they ignore RetryInfo, and on a refused connection they sleep up to ten
+seconds unasked). Retries are ours: bounded by attempts and by a total time
+cap, honouring RetryInfo. Calls are counted in a `Usage`, may be held to a
+`Budget`, and rows-mode chunks go out concurrently and can be resumed from a
+`ChunkCache`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
 import enum
+import hashlib
 import json
 import logging
+import random
 import re
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+import warnings
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
-from pytest_prisyn.errors import GenerationError, SpecError
+from pytest_prisyn.errors import GenerationError, PrisynError, SpecError
 from pytest_prisyn.simulate import EPOCH_SECONDS
 from pytest_prisyn.spec import BehaviorSpec, RatingScale, build_spec, slugify
 
@@ -34,10 +48,21 @@ if TYPE_CHECKING:
     from pytest_prisyn.simulate import Simulator
 
 __all__ = [
+    "PRICES",
+    "Budget",
+    "BudgetExceededError",
+    "CallUsage",
+    "ChunkCache",
+    "Estimate",
+    "Price",
+    "Progress",
     "RowsAnswer",
     "SpecAnswer",
     "SpecReply",
     "Usage",
+    "estimate_rows",
+    "estimate_spec",
+    "find_price",
     "make_client",
     "rows_schema",
     "spec_schema",
@@ -76,7 +101,22 @@ MAX_FEEDBACK_ROWS = 12
 MAX_TAKEN_PAIRS = 2000
 ITEM_NAMES_PER_CATEGORY = 60
 MAX_API_TEXT = 300
+DEFAULT_MAX_TOTAL_S = 600.0
+DEFAULT_CONCURRENCY = 4
+# Exponential backoff waits up to this share longer, so that chunks failing
+# together do not all come back at the same instant.
+BACKOFF_JITTER = 0.25
+# Estimates: about four characters a token (prompts are JSON and English);
+# Gemini spends about 48 tokens writing one row (digits are single tokens) and
+# about 2,500 on a behaviour spec with its item names.
+CHARS_PER_TOKEN = 4
+ROW_OUTPUT_TOKENS = 48
+ROWS_ANSWER_TOKENS = 10
+SPEC_OUTPUT_TOKENS = 2500
+# Part of every chunk-cache key; bump it when the meaning of a chunk's rows changes.
+CHUNK_KEY_VERSION = "prisyn-rows-chunk-1"
 _GOOGLE_KEY = re.compile(r"AIza[0-9A-Za-z_\-]{20,}")
+_HTML_TAG = re.compile(r"<[^>]*>")
 
 
 def make_client(
@@ -93,37 +133,354 @@ def make_client(
     return genai.Client(api_key=api_key, http_options=options)
 
 
+# -- what calls cost -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Price:
+    """Dollars per million tokens of one model; thinking is billed as output."""
+
+    input_per_million: float
+    output_per_million: float
+
+    def cost(self, prompt_tokens: int, output_tokens: int) -> float:
+        """Return the dollars of a call with these token counts."""
+        return (
+            prompt_tokens * self.input_per_million
+            + output_tokens * self.output_per_million
+        ) / 1_000_000
+
+
+# Standard-tier list prices (REFERENCE.md section 4). A model not listed here is
+# unpriced: its cost is None until the caller passes a price for it.
+PRICES: dict[str, Price] = {
+    "gemini-2.5-flash": Price(input_per_million=0.30, output_per_million=2.50),
+}
+
+
+def find_price(model: str, prices: Mapping[str, Price] | None = None) -> Price | None:
+    """Return the price of a model id, `prices` overriding and adding to PRICES.
+
+    A pinned version ('gemini-2.5-flash-001') costs what its model costs.
+    """
+    table = PRICES if prices is None else {**PRICES, **prices}
+    name = model.removeprefix("models/")
+    found = table.get(name)
+    return found if found is not None else table.get(re.sub(r"-\d{3}$", "", name))
+
+
+@dataclass(frozen=True)
+class CallUsage:
+    """The tokens of one answered call, the model asked and the version answering."""
+
+    model: str
+    model_version: str | None
+    prompt_tokens: int
+    output_tokens: int
+    thinking_tokens: int
+
+    @property
+    def tokens(self) -> int:
+        """Return every token of the call: prompt, output and thinking."""
+        return self.prompt_tokens + self.output_tokens + self.thinking_tokens
+
+    def cost(self, prices: Mapping[str, Price] | None = None) -> float | None:
+        """Return the call's dollars, or None when the model has no price."""
+        price = find_price(self.model, prices)
+        if price is None:
+            return None
+        return price.cost(self.prompt_tokens, self.output_tokens + self.thinking_tokens)
+
+
 @dataclass
 class Usage:
-    """Calls and tokens spent on Gemini, and the model versions that answered."""
+    """Calls and tokens spent on Gemini, what it took, and who answered.
+
+    Not locked: update one Usage from one thread at a time (write_rows updates
+    it only on the thread running its event loop).
+    """
 
     calls: int = 0
     prompt_tokens: int = 0
     output_tokens: int = 0
     thinking_tokens: int = 0
+    retries: int = 0
+    reasks: int = 0
+    rejected_rows: int = 0
+    splits: int = 0
+    chunks_from_cache: int = 0
     model_versions: list[str] = field(default_factory=list)
+    per_call: list[CallUsage] = field(default_factory=list)
 
-    def add(self, response: types.GenerateContentResponse) -> None:
-        """Count one answered call."""
-        self.calls += 1
+    def add(
+        self, response: types.GenerateContentResponse, *, model: str | None = None
+    ) -> CallUsage:
+        """Count one answered call to `model` and return its usage."""
         meta = response.usage_metadata
-        if meta is not None:
-            self.prompt_tokens += meta.prompt_token_count or 0
-            self.output_tokens += meta.candidates_token_count or 0
-            self.thinking_tokens += meta.thoughts_token_count or 0
         version = response.model_version
+        call = CallUsage(
+            model=model or version or "unknown",
+            model_version=version,
+            prompt_tokens=(meta.prompt_token_count or 0) if meta else 0,
+            output_tokens=(meta.candidates_token_count or 0) if meta else 0,
+            thinking_tokens=(meta.thoughts_token_count or 0) if meta else 0,
+        )
+        self.calls += 1
+        self.prompt_tokens += call.prompt_tokens
+        self.output_tokens += call.output_tokens
+        self.thinking_tokens += call.thinking_tokens
+        self.per_call.append(call)
         if version and version not in self.model_versions:
             self.model_versions = sorted([*self.model_versions, version])
+        return call
 
-    def as_dict(self) -> dict[str, Any]:
-        """Return the counters as plain JSON-ready data."""
+    @property
+    def tokens(self) -> int:
+        """Return every token spent: prompt, output and thinking."""
+        return self.prompt_tokens + self.output_tokens + self.thinking_tokens
+
+    def cost(self, prices: Mapping[str, Price] | None = None) -> float | None:
+        """Return the dollars spent, or None if a model called has no price."""
+        costs = [call.cost(prices) for call in self.per_call]
+        if None in costs:
+            return None
+        return sum(cost for cost in costs if cost is not None)
+
+    def cost_note(self, prices: Mapping[str, Price] | None = None) -> str | None:
+        """Say why the cost is unknown, or None when it is known."""
+        unpriced = sorted(
+            {
+                call.model
+                for call in self.per_call
+                if find_price(call.model, prices) is None
+            }
+        )
+        if not unpriced:
+            return None
+        names = ", ".join(repr(name) for name in unpriced)
+        return (
+            f"no price is known for model {names}, so the cost is not estimated; "
+            "add its dollars per million input and output tokens to prisyn_prices"
+        )
+
+    def as_dict(self, prices: Mapping[str, Price] | None = None) -> dict[str, Any]:
+        """Return the counters, every call and the cost as plain JSON-ready data."""
         return {
             "calls": self.calls,
             "prompt_tokens": self.prompt_tokens,
             "output_tokens": self.output_tokens,
             "thinking_tokens": self.thinking_tokens,
+            "retries": self.retries,
+            "reasks": self.reasks,
+            "rejected_rows": self.rejected_rows,
+            "splits": self.splits,
+            "chunks_from_cache": self.chunks_from_cache,
             "model_versions": list(self.model_versions),
+            "per_call": [asdict(call) for call in self.per_call],
+            "cost_usd": self.cost(prices),
+            "cost_note": self.cost_note(prices),
         }
+
+
+class BudgetExceededError(GenerationError):
+    """A Gemini call was not made because it could take the run past its budget."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        spent_tokens: int = 0,
+        spent_dollars: float = 0.0,
+        next_tokens: int = 0,
+        next_cost: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.spent_tokens = spent_tokens
+        self.spent_dollars = spent_dollars
+        self.next_tokens = next_tokens
+        self.next_cost = next_cost
+
+
+class Budget:
+    """A limit on what a run may spend on Gemini, in tokens, dollars or both.
+
+    Safe to share between threads and event-loop tasks. Each call holds its
+    worst case (prompt estimate plus max_output_tokens) while it is in flight,
+    so calls running at the same time cannot pass the limit together.
+    """
+
+    def __init__(
+        self,
+        *,
+        limit_tokens: int | None = None,
+        limit_dollars: float | None = None,
+        prices: Mapping[str, Price] | None = None,
+    ) -> None:
+        if limit_tokens is not None and limit_tokens < 0:
+            raise ValueError(f"limit_tokens must be at least 0, got {limit_tokens}")
+        if limit_dollars is not None and limit_dollars < 0:
+            raise ValueError(f"limit_dollars must be at least 0, got {limit_dollars}")
+        self.limit_tokens = limit_tokens
+        self.limit_dollars = limit_dollars
+        self.prices = prices
+        self.spent_tokens = 0
+        self.spent_dollars = 0.0
+        self._held_tokens = 0
+        self._held_dollars = 0.0
+        self._lock = threading.Lock()
+
+    def estimate_cost(
+        self, model: str, prompt_tokens: int, output_tokens: int
+    ) -> float | None:
+        """Return the dollars of a call at this budget's prices, None if unpriced."""
+        price = find_price(model, self.prices)
+        return None if price is None else price.cost(prompt_tokens, output_tokens)
+
+    def check(
+        self,
+        estimate_tokens: int,
+        estimate_cost: float | None,
+        *,
+        what: str = "the next Gemini call",
+    ) -> None:
+        """Raise BudgetExceededError if a call this big could pass a limit."""
+        with self._lock:
+            self._check(estimate_tokens, estimate_cost, what)
+
+    @contextlib.contextmanager
+    def hold(
+        self,
+        estimate_tokens: int,
+        estimate_cost: float | None,
+        *,
+        what: str = "the next Gemini call",
+    ) -> Iterator[None]:
+        """Check a call, and count its worst case as spent while it runs."""
+        with self._lock:
+            self._check(estimate_tokens, estimate_cost, what)
+            self._held_tokens += estimate_tokens
+            self._held_dollars += estimate_cost or 0.0
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held_tokens -= estimate_tokens
+                self._held_dollars -= estimate_cost or 0.0
+
+    def charge(self, call: CallUsage) -> None:
+        """Count what an answered call really spent."""
+        with self._lock:
+            self.spent_tokens += call.tokens
+            self.spent_dollars += call.cost(self.prices) or 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the limits and what is spent as plain JSON-ready data."""
+        with self._lock:
+            return {
+                "limit_tokens": self.limit_tokens,
+                "limit_dollars": self.limit_dollars,
+                "spent_tokens": self.spent_tokens,
+                "spent_dollars": self.spent_dollars,
+            }
+
+    def _check(self, tokens: int, cost: float | None, what: str) -> None:
+        """Raise if `what` could pass a limit; the caller holds the lock."""
+        raise_limit = (
+            "Raise the limit with --prisyn-budget (tokens, e.g. 2000000, or "
+            "dollars, e.g. $5; ini prisyn_budget), or ask for less data."
+        )
+        over_tokens = (
+            self.limit_tokens is not None
+            and self.spent_tokens + self._held_tokens + tokens > self.limit_tokens
+        )
+        over_dollars = (
+            self.limit_dollars is not None
+            and cost is not None
+            and self.spent_dollars + self._held_dollars + cost > self.limit_dollars
+        )
+        if self.limit_dollars is not None and cost is None:
+            message = (
+                f"The Gemini budget is in dollars, but {what} has no known price: "
+                "nothing was asked and the data is not cached. Add the model's "
+                "prices to prisyn_prices, or give --prisyn-budget in tokens."
+            )
+        elif over_tokens or over_dollars:
+            held = (
+                f", {self._held_tokens:,} more held by calls in flight"
+                if self._held_tokens
+                else ""
+            )
+            message = (
+                f"Gemini budget reached: {what} could use up to {tokens:,} tokens"
+                f"{_dollars(cost)}, but {self.spent_tokens:,} tokens"
+                f"{_dollars(self.spent_dollars)} are spent{held} of a limit "
+                f"of {self._limits()}. Nothing was asked and the data is not "
+                f"cached. {raise_limit}"
+            )
+        else:
+            return
+        raise BudgetExceededError(
+            message,
+            spent_tokens=self.spent_tokens,
+            spent_dollars=self.spent_dollars,
+            next_tokens=tokens,
+            next_cost=cost,
+        )
+
+    def _limits(self) -> str:
+        """Describe the limits, e.g. '20,000 tokens and $0.50'."""
+        parts = []
+        if self.limit_tokens is not None:
+            parts.append(f"{self.limit_tokens:,} tokens")
+        if self.limit_dollars is not None:
+            parts.append(f"${self.limit_dollars:,.2f}")
+        return " and ".join(parts)
+
+
+def _dollars(amount: float | None) -> str:
+    """Format dollars as ' ($0.0123)', or nothing if unknown."""
+    return "" if amount is None else f" (${amount:.4f})"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What a request would cost if every call succeeded the first time."""
+
+    calls: int
+    prompt_tokens: int
+    output_tokens: int
+    cost: float | None
+
+    @property
+    def tokens(self) -> int:
+        """Return prompt plus output tokens."""
+        return self.prompt_tokens + self.output_tokens
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the estimate as plain JSON-ready data."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a rows-mode generation stands, reported after each finished chunk."""
+
+    chunks_done: int
+    chunks_total: int
+    rows_kept: int
+    rows_rejected: int
+    tokens: int
+    from_cache: int
+
+
+class ChunkCache(Protocol):
+    """Where rows-mode chunks are kept once complete, so no chunk is paid twice."""
+
+    def get(self, key: str) -> list[dict[str, Any]] | None:
+        """Return the rows stored under key, or None."""
+
+    def put(self, key: str, rows: list[dict[str, Any]]) -> None:
+        """Store a complete, valid chunk's rows under key."""
 
 
 # -- spec mode ---------------------------------------------------------------------
@@ -233,6 +590,8 @@ def write_spec(
     attempts: int = 3,
     backoff_s: float = 1.0,
     max_backoff_s: float = 10.0,
+    max_total_s: float = DEFAULT_MAX_TOTAL_S,
+    budget: Budget | None = None,
 ) -> SpecAnswer:
     """Ask Gemini for the behaviour spec of a profile known only by its description."""
     from google.genai import types
@@ -246,13 +605,7 @@ def write_spec(
         response_json_schema=spec_schema(),
         thinking_config=_thinking(thinking_budget),
         automatic_function_calling=_no_tools(),
-    )
-    values = ", ".join(f"{value:g}" for value in scale.values())
-    contents = (
-        f"Profile name: {profile.name}\n"
-        f"Description of the users: {profile.description}\n"
-        f"Rating scale: {values}; star_shares must hold {len(scale.values())} "
-        "numbers, lowest rating first."
+        http_options=_no_sdk_retries(),
     )
 
     def parse(text: str) -> SpecAnswer:
@@ -270,16 +623,43 @@ def write_spec(
             ) from None
         return SpecAnswer(spec, _item_names(reply, spec))
 
-    return _generate(
-        client,
-        model,
-        contents,
-        config,
-        parse=parse,
-        usage=usage,
-        retry=_Retry(attempts, backoff_s, max_backoff_s),
-        what=f"Gemini model {model!r} could not write the behaviour spec of "
-        f"profile {profile.name!r}",
+    retry = _Retry(attempts, backoff_s, max_backoff_s, max_total_s)
+    return _run_async(
+        lambda: _generate(
+            client,
+            model,
+            _spec_contents(profile, scale),
+            config,
+            parse=parse,
+            usage=usage,
+            retry=retry,
+            budget=budget,
+            task=f"the behaviour spec of profile {profile.name!r}",
+        )
+    )
+
+
+def estimate_spec(
+    profile: Profile,
+    model: str,
+    *,
+    rating_scale: RatingScale | None = None,
+    prices: Mapping[str, Price] | None = None,
+) -> Estimate:
+    """Estimate what write_spec would cost for a profile, without calling Gemini."""
+    contents = _spec_contents(profile, rating_scale or RatingScale())
+    prompt = _prompt_tokens(SPEC_INSTRUCTION, contents, spec_schema())
+    return _estimate(model, [(prompt, SPEC_OUTPUT_TOKENS)], prices)
+
+
+def _spec_contents(profile: Profile, scale: RatingScale) -> str:
+    """Return the spec-mode prompt: the profile and the rating scale."""
+    values = ", ".join(f"{value:g}" for value in scale.values())
+    return (
+        f"Profile name: {profile.name}\n"
+        f"Description of the users: {profile.description}\n"
+        f"Rating scale: {values}; star_shares must hold {len(scale.values())} "
+        "numbers, lowest rating first."
     )
 
 
@@ -324,6 +704,7 @@ class RowsAnswer:
     timestamp_s: np.ndarray
     rejected: int
     reasks: int
+    from_cache: int = 0  # chunks served from the chunk cache
 
 
 # Sent to Gemini as the response schema, like SpecReply.
@@ -388,32 +769,71 @@ def write_rows(
     attempts: int = 3,
     backoff_s: float = 1.0,
     max_backoff_s: float = 10.0,
+    max_total_s: float = DEFAULT_MAX_TOTAL_S,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    chunk_cache: ChunkCache | None = None,
+    budget: Budget | None = None,
+    progress: Callable[[Progress], None] | None = None,
 ) -> RowsAnswer:
-    """Ask Gemini to write the interactions the simulator plans, chunk by chunk."""
+    """Ask Gemini to write the interactions the simulator plans, chunks in parallel.
+
+    At most `concurrency` chunks are asked at once; the answer is assembled in
+    chunk order, so it does not depend on which call finished first. Each
+    chunk complete and valid is put in `chunk_cache` at once, and a chunk found
+    there is not asked again. `progress` is called after each finished chunk,
+    never twice at once, on the thread running the event loop: the calling
+    thread, or a worker thread while the caller waits if the calling thread
+    already runs an event loop (an async test, for example).
+    """
     if max_reasks < 0:
         raise ValueError(f"max_reasks must be at least 0, got {max_reasks}")
-    plan = _Plan.from_simulator(simulator, descriptions)
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+    job = _RowsJob(
+        client=client,
+        model=model,
+        plan=_Plan.from_simulator(simulator, descriptions),
+        usage=usage,
+        retry=_Retry(attempts, backoff_s, max_backoff_s, max_total_s),
+        budget=budget,
+        max_reasks=max_reasks,
+        thinking_budget=thinking_budget,
+        temperature=temperature,
+        schema=rows_schema(),
+    )
     chunks = _chunk_users(np.asarray(simulator.counts), chunk_rows)
-    retry = _Retry(attempts, backoff_s, max_backoff_s)
-    results: list[_ChunkResult] = []
-    for chunk in chunks:
-        logger.info(
-            "Gemini %s: writing %d rows of %s", model, sum(chunk.wanted.values()), chunk
-        )
-        results.append(
-            _write_chunk(
-                client,
-                model,
-                plan,
-                chunk,
-                usage=usage,
-                max_reasks=max_reasks,
-                thinking_budget=thinking_budget,
-                temperature=temperature,
-                retry=retry,
-            )
-        )
+    results = _run_async(
+        lambda: _write_chunks(job, chunks, concurrency, chunk_cache, progress)
+    )
     return _assemble(results)
+
+
+def estimate_rows(
+    simulator: Simulator,
+    model: str,
+    *,
+    chunk_rows: int = 200,
+    prices: Mapping[str, Price] | None = None,
+    descriptions: Mapping[str, str] | None = None,
+    chunk_cache: ChunkCache | None = None,
+) -> Estimate:
+    """Estimate what write_rows would cost, without calling Gemini.
+
+    Chunks already in `chunk_cache` cost nothing (pass the descriptions
+    write_rows gets: they are part of each chunk's task). Retries and re-asks
+    are not foreseen: the estimate is what a run that goes well costs.
+    """
+    plan = _Plan.from_simulator(simulator, descriptions or {})
+    schema = rows_schema()
+    calls = []
+    for chunk in _chunk_users(np.asarray(simulator.counts), chunk_rows):
+        task = _first_prompt(plan, chunk, _prompt_items(plan, chunk))
+        if chunk_cache is not None and chunk_cache.get(_chunk_key(model, task)):
+            continue
+        rows = sum(chunk.wanted.values())
+        output = rows * ROW_OUTPUT_TOKENS + ROWS_ANSWER_TOKENS
+        calls.append((_prompt_tokens(ROWS_INSTRUCTION, task, schema), output))
+    return _estimate(model, calls, prices)
 
 
 @dataclass(frozen=True)
@@ -495,6 +915,7 @@ class _ChunkResult:
     rows: list[_Row]
     rejected: int
     reasks: int
+    from_cache: bool = False
 
 
 def _chunk_users(counts: np.ndarray, chunk_rows: int) -> list[_Chunk]:
@@ -512,63 +933,270 @@ def _chunk_users(counts: np.ndarray, chunk_rows: int) -> list[_Chunk]:
     return [_Chunk(i, len(groups), group) for i, group in enumerate(groups)]
 
 
-def _write_chunk(
-    client: genai.Client,
-    model: str,
-    plan: _Plan,
-    chunk: _Chunk,
-    *,
-    usage: Usage,
-    max_reasks: int,
-    thinking_budget: int | None,
-    temperature: float,
-    retry: _Retry,
-) -> _ChunkResult:
-    """Ask for one chunk's rows, then re-ask for what is missing."""
-    from google.genai import types
+@dataclass(frozen=True)
+class _RowsJob:
+    """What every ask of one write_rows run shares."""
 
+    client: genai.Client
+    model: str
+    plan: _Plan
+    usage: Usage
+    retry: _Retry
+    budget: Budget | None
+    max_reasks: int
+    thinking_budget: int | None
+    temperature: float
+    schema: dict[str, Any]
+
+    def config(self, rows: int) -> types.GenerateContentConfig:
+        """Return the request config for an ask of this many rows."""
+        from google.genai import types
+
+        return types.GenerateContentConfig(
+            system_instruction=ROWS_INSTRUCTION,
+            temperature=self.temperature,
+            max_output_tokens=TOKENS_PER_ROW * rows + ROWS_BASE_TOKENS,
+            response_mime_type="application/json",
+            response_json_schema=self.schema,
+            thinking_config=_thinking(self.thinking_budget),
+            automatic_function_calling=_no_tools(),
+            http_options=_no_sdk_retries(),
+        )
+
+
+class _Tally:
+    """Counts finished chunks and reports each one to the progress callback."""
+
+    def __init__(
+        self, total: int, usage: Usage, progress: Callable[[Progress], None] | None
+    ) -> None:
+        self.total = total
+        self.done = 0
+        self.kept = 0
+        self.rejected = 0
+        self.from_cache = 0
+        self._usage = usage
+        self._tokens_before = usage.tokens
+        self._progress = progress
+
+    def add(self, result: _ChunkResult) -> None:
+        """Count a finished chunk and report where the run stands."""
+        self.done += 1
+        self.kept += len(result.rows)
+        self.rejected += result.rejected
+        self.from_cache += result.from_cache
+        if self._progress is not None:
+            self._progress(
+                Progress(
+                    chunks_done=self.done,
+                    chunks_total=self.total,
+                    rows_kept=self.kept,
+                    rows_rejected=self.rejected,
+                    tokens=self._usage.tokens - self._tokens_before,
+                    from_cache=self.from_cache,
+                )
+            )
+
+
+async def _write_chunks(
+    job: _RowsJob,
+    chunks: Sequence[_Chunk],
+    concurrency: int,
+    chunk_cache: ChunkCache | None,
+    progress: Callable[[Progress], None] | None,
+) -> list[_ChunkResult]:
+    """Write every chunk, at most `concurrency` at once; results in chunk order.
+
+    After a chunk fails no new chunk starts, but chunks already asked finish
+    (and are cached): their calls are paid for.
+    """
+    gate = asyncio.Semaphore(concurrency)
+    tally = _Tally(len(chunks), job.usage, progress)
+    failed = False
+
+    async def write(chunk: _Chunk) -> _ChunkResult | None:
+        nonlocal failed
+        async with gate:
+            if failed:
+                return None
+            try:
+                result = await _write_or_reuse(job, chunk, chunk_cache)
+                tally.add(result)
+            except BaseException:
+                failed = True
+                raise
+        return result
+
+    outcomes = await asyncio.gather(*map(write, chunks), return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, GenerationError) and len(chunks) > 1:
+            kept = "" if chunk_cache is None else " and kept in the chunk cache"
+            # The chunk's own error, told how far the whole request got.
+            outcome.args = (
+                f"{outcome} {tally.done} of {tally.total} chunks were written{kept}.",
+            )
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return [outcome for outcome in outcomes if isinstance(outcome, _ChunkResult)]
+
+
+async def _write_or_reuse(
+    job: _RowsJob, chunk: _Chunk, chunk_cache: ChunkCache | None
+) -> _ChunkResult:
+    """Return a chunk from the chunk cache, or write it and put it there."""
+    items = _prompt_items(job.plan, chunk)
+    key = _chunk_key(job.model, _first_prompt(job.plan, chunk, items))
+    if chunk_cache is not None:
+        try:
+            stored = chunk_cache.get(key)
+        except (PrisynError, OSError) as error:
+            logger.warning(
+                "Gemini %s: %s: chunk cache unreadable: %s", job.model, chunk, error
+            )
+            stored = None
+        reused = _reuse(job, chunk, stored)
+        if reused is not None:
+            job.usage.chunks_from_cache += 1
+            return reused
+    logger.info(
+        "Gemini %s: writing %d rows of %s",
+        job.model,
+        sum(chunk.wanted.values()),
+        chunk,
+    )
+    result = await _write_chunk(job, chunk, items)
+    if chunk_cache is not None:
+        cached = [
+            {
+                "user_id": row.user_id,
+                "item_id": row.item_id,
+                "rating": row.rating,
+                "timestamp": _iso(row.timestamp_s),
+            }
+            for row in result.rows
+        ]
+        try:
+            chunk_cache.put(key, cached)
+        except (PrisynError, OSError) as error:
+            # The rows are valid and paid for: use them, only not cached.
+            logger.warning("Gemini %s: %s was not cached: %s", job.model, chunk, error)
+    return result
+
+
+def _reuse(job: _RowsJob, chunk: _Chunk, rows: object) -> _ChunkResult | None:
+    """Return cached rows as the chunk's result if they are exactly what it needs."""
+    if rows is None:
+        return None
     kept: dict[int, list[_Row]] = {user: [] for user in chunk.wanted}
-    items = _prompt_items(plan, chunk)
+    refused = (
+        _screen_rows(rows, job.plan, chunk.wanted, kept)
+        if isinstance(rows, list)
+        else [{"reason": "not a list of rows"}]
+    )
+    if refused or _missing(chunk, kept):
+        problem = refused[0]["reason"] if refused else "rows are missing"
+        logger.warning(
+            "Gemini %s: the cached rows of %s do not fit it (%s); asking again",
+            job.model,
+            chunk,
+            problem,
+        )
+        return None
+    return _ChunkResult(_joined(kept), rejected=0, reasks=0, from_cache=True)
+
+
+async def _write_chunk(job: _RowsJob, chunk: _Chunk, items: list[int]) -> _ChunkResult:
+    """Ask for one chunk's rows, then re-ask for what is missing, one ask at a time."""
+    kept: dict[int, list[_Row]] = {user: [] for user in chunk.wanted}
     rejected = 0
     reasks = 0
     feedback: list[dict[str, Any]] = []
-    for ask in range(max_reasks + 1):
+    for ask in range(job.max_reasks + 1):
         missing = _missing(chunk, kept)
         if not missing:
             break
-        reasks = ask
-        prompt = _rows_prompt(plan, missing, items, kept, feedback)
-        config = types.GenerateContentConfig(
-            system_instruction=ROWS_INSTRUCTION,
-            temperature=temperature,
-            max_output_tokens=TOKENS_PER_ROW * sum(missing.values()) + ROWS_BASE_TOKENS,
-            response_mime_type="application/json",
-            response_json_schema=rows_schema(),
-            thinking_config=_thinking(thinking_budget),
-            automatic_function_calling=_no_tools(),
-        )
-        rows = _generate(
-            client,
-            model,
-            prompt,
-            config,
-            parse=_load_rows,
-            usage=usage,
-            retry=retry,
-            what=f"Gemini model {model!r} could not write the rows of {chunk}",
-        )
-        feedback = _screen_rows(rows, plan, missing, kept)
+        if ask:
+            reasks = ask
+            job.usage.reasks += 1
+        rows = await _ask_rows(job, chunk, missing, items, kept, feedback)
+        feedback = _screen_rows(rows, job.plan, missing, kept)
         rejected += len(feedback)
+        job.usage.rejected_rows += len(feedback)
         if feedback:
-            logger.info("Gemini %s: %s: %d rows rejected", model, chunk, len(feedback))
-    missing = _missing(chunk, kept)
-    if missing:
+            logger.info(
+                "Gemini %s: %s: %d rows rejected", job.model, chunk, len(feedback)
+            )
+    if _missing(chunk, kept):
         raise GenerationError(
-            _short_message(model, chunk, kept, rejected, max_reasks + 1, feedback)
+            _short_message(
+                job.model, chunk, kept, rejected, job.max_reasks + 1, feedback
+            )
         )
-    return _ChunkResult(
-        [row for rows in kept.values() for row in rows], rejected, reasks
-    )
+    return _ChunkResult(_joined(kept), rejected, reasks)
+
+
+async def _ask_rows(
+    job: _RowsJob,
+    chunk: _Chunk,
+    missing: Mapping[int, int],
+    items: Sequence[int],
+    kept: Mapping[int, list[_Row]],
+    feedback: Sequence[dict[str, Any]],
+) -> list[Any]:
+    """Ask once for the missing rows; an answer cut short is asked again in halves.
+
+    The halves go one after the other, down to a single user, whose cut answer
+    is then retried like any other failure.
+    """
+    try:
+        return await _generate(
+            job.client,
+            job.model,
+            _rows_prompt(job.plan, missing, items, kept, feedback),
+            job.config(sum(missing.values())),
+            parse=_load_rows,
+            usage=job.usage,
+            retry=job.retry,
+            budget=job.budget,
+            task=f"the rows of {chunk}",
+            split_truncated=len(missing) > 1,
+        )
+    except _Truncated as cut:
+        users = list(missing)
+        halves = users[: len(users) // 2], users[len(users) // 2 :]
+        logger.info(
+            "Gemini %s: %s: %s; asking for users %s-%s and %s-%s separately",
+            job.model,
+            chunk,
+            cut,
+            halves[0][0],
+            halves[0][-1],
+            halves[1][0],
+            halves[1][-1],
+        )
+        job.usage.splits += 1
+        rows: list[Any] = []
+        for half in halves:
+            part = {user: missing[user] for user in half}
+            rows += await _ask_rows(job, chunk, part, items, kept, feedback)
+        return rows
+
+
+def _joined(kept: Mapping[int, list[_Row]]) -> list[_Row]:
+    """Return the kept rows of every user, user by user."""
+    return [row for rows in kept.values() for row in rows]
+
+
+def _first_prompt(plan: _Plan, chunk: _Chunk, items: Sequence[int]) -> str:
+    """Return a chunk's first ask: its task, without any re-ask details."""
+    nothing: dict[int, list[_Row]] = {user: [] for user in chunk.wanted}
+    return _rows_prompt(plan, chunk.wanted, items, nothing, [])
+
+
+def _chunk_key(model: str, task: str) -> str:
+    """Return the chunk-cache key of a chunk's task for a model."""
+    identity = f"{CHUNK_KEY_VERSION}\n{model}\n{task}"
+    return hashlib.sha256(identity.encode()).hexdigest()
 
 
 def _missing(chunk: _Chunk, kept: Mapping[int, list[_Row]]) -> dict[int, int]:
@@ -794,6 +1422,7 @@ def _assemble(results: Sequence[_ChunkResult]) -> RowsAnswer:
         timestamp_s=timestamp_s[order],
         rejected=sum(result.rejected for result in results),
         reasks=sum(result.reasks for result in results),
+        from_cache=sum(result.from_cache for result in results),
     )
 
 
@@ -802,20 +1431,24 @@ def _assemble(results: Sequence[_ChunkResult]) -> RowsAnswer:
 
 @dataclass(frozen=True)
 class _Retry:
-    """How often and how patiently one question is asked again."""
+    """How often, how patiently and for how long one question is asked again."""
 
     attempts: int
     backoff_s: float
     max_backoff_s: float
+    max_total_s: float
 
     def __post_init__(self) -> None:
         """Refuse settings that would never ask at all."""
         if self.attempts < 1:
             raise ValueError(f"attempts must be at least 1, got {self.attempts}")
+        if self.max_total_s <= 0:
+            raise ValueError(f"max_total_s must be above 0, got {self.max_total_s}")
 
     def delay(self, failures: int, hint: float | None) -> float:
         """Return the wait after `failures` failed attempts, honouring a hint."""
         wait = self.backoff_s * 2.0 ** (failures - 1)
+        wait *= 1.0 + BACKOFF_JITTER * random.random()
         if hint is not None:
             wait = max(wait, hint)
         return max(0.0, min(wait, self.max_backoff_s))
@@ -825,14 +1458,51 @@ class _AttemptFailed(Exception):
     """One attempt failed; says why and whether asking again may help."""
 
     def __init__(
-        self, message: str, *, retryable: bool, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        retry_after: float | None = None,
+        truncated: bool = False,
     ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
+        self.truncated = truncated
 
 
-def _generate(
+class _Truncated(Exception):
+    """The answer was cut off at the output limit; a smaller ask may fit."""
+
+
+def _run_async(start: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run the coroutine `start()` makes to completion, from synchronous code."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return _quiet_run(start)
+    # This thread already runs an event loop (an async test, a notebook), and
+    # asyncio.run cannot nest: run a loop of our own in a worker thread.
+    with concurrent.futures.ThreadPoolExecutor(1, "prisyn-gemini") as pool:
+        return pool.submit(_quiet_run, start).result()
+
+
+def _quiet_run(start: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine in a new event loop, without the SDK's aiohttp warning.
+
+    The SDK subclasses aiohttp's ClientSession for every loop, and aiohttp
+    warns about it each time: noise in the user's test report, not theirs to fix.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore",
+            message="Inheritance class .* from ClientSession is discouraged",
+            category=DeprecationWarning,
+        )
+        return asyncio.run(start())
+
+
+async def _generate(
     client: genai.Client,
     model: str,
     contents: str,
@@ -841,22 +1511,49 @@ def _generate(
     parse: Callable[[str], T],
     usage: Usage,
     retry: _Retry,
-    what: str,
+    budget: Budget | None,
+    task: str,
+    split_truncated: bool = False,
 ) -> T:
-    """Call Gemini and parse the answer, retrying what may succeed next time."""
-    attempt = 1
+    """Call Gemini and parse the answer, retrying what may succeed next time.
+
+    With `split_truncated`, an answer cut off at the output limit raises
+    _Truncated at once instead of being asked again at the same size.
+    """
+    what = f"Gemini model {model!r} could not write {task}"
+    prompt_tokens, output_tokens = _call_estimate(contents, config)
+    started = time.monotonic()
+    attempt = 0
     while True:
+        attempt += 1
+        left = retry.max_total_s - (time.monotonic() - started)
+        holding: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+        if budget is not None:
+            holding = budget.hold(
+                prompt_tokens + output_tokens,
+                budget.estimate_cost(model, prompt_tokens, output_tokens),
+                what=f"a call to Gemini model {model!r} for {task}",
+            )
         try:
-            response = _call(client, model, contents, config)
-            usage.add(response)
+            with holding:
+                response = await _call(client, model, contents, config, left)
+                call = usage.add(response, model=model)
+                if budget is not None:
+                    budget.charge(call)
             return parse(_answer_text(response))
         except _AttemptFailed as failure:
-            if not failure.retryable or attempt >= retry.attempts:
+            if split_truncated and failure.truncated:
+                raise _Truncated(str(failure)) from None
+            elapsed = time.monotonic() - started
+            wait = retry.delay(attempt, failure.retry_after)
+            why = _why_stop(failure, attempt, elapsed, wait, retry)
+            if why is not None:
                 tries = "1 attempt" if attempt == 1 else f"{attempt} attempts"
                 raise GenerationError(
-                    _redact(f"{what}: {failure} (after {tries}).")
+                    _redact(
+                        f"{what}: {failure} (after {tries} over {elapsed:.1f} s){why}"
+                    )
                 ) from failure.__cause__
-            wait = retry.delay(attempt, failure.retry_after)
             logger.warning(
                 "%s: %s; retrying in %.1f s (attempt %d of %d)",
                 what,
@@ -865,23 +1562,54 @@ def _generate(
                 attempt + 1,
                 retry.attempts,
             )
-            time.sleep(wait)
-            attempt += 1
+            usage.retries += 1
+            await asyncio.sleep(wait)
 
 
-def _call(
+def _why_stop(
+    failure: _AttemptFailed, attempt: int, elapsed: float, wait: float, retry: _Retry
+) -> str | None:
+    """Return why a failed question is not asked again (ending a message), or None."""
+    later = (
+        " The data is not cached; run again later, or allow more with "
+        f"prisyn_gemini_attempts (now {retry.attempts}) or prisyn_gemini_max_total "
+        f"(now {retry.max_total_s:g} s)."
+    )
+    if not failure.retryable:
+        return "."
+    if attempt >= retry.attempts:
+        return "." + later
+    left = retry.max_total_s - elapsed
+    if left <= 0:
+        return f"; the total time cap of {retry.max_total_s:g} s ran out." + later
+    if wait >= left:
+        return (
+            f"; the next attempt was due in {wait:.1f} s, after the total time cap "
+            f"of {retry.max_total_s:g} s." + later
+        )
+    return None
+
+
+async def _call(
     client: genai.Client,
     model: str,
     contents: str,
     config: types.GenerateContentConfig,
+    time_left: float,
 ) -> types.GenerateContentResponse:
-    """Send one generateContent request; turn API and network errors into failures."""
+    """Send one generateContent request; turn API and network errors into failures.
+
+    The client's timeout bounds the call; `time_left` (the rest of the total
+    time cap) may cut it shorter.
+    """
     from google.genai import errors
 
+    cap = asyncio.timeout(time_left)
     try:
-        return client.models.generate_content(
-            model=model, contents=contents, config=config
-        )
+        async with cap:
+            return await client.aio.models.generate_content(
+                model=model, contents=contents, config=config
+            )
     except errors.APIError as error:
         raise _AttemptFailed(
             f"the API answered {_api_error_text(error)}",
@@ -889,12 +1617,16 @@ def _call(
             retry_after=_retry_delay(error),
         ) from error
     except Exception as error:
+        if cap.expired():
+            raise _AttemptFailed(
+                "no answer before the total time cap ran out", retryable=True
+            ) from error
         kind = _network_failure(error)
         if kind is None:
             raise
-        raise _AttemptFailed(
-            f"{kind} ({type(error).__name__}: {_clip(str(error))})", retryable=True
-        ) from error
+        detail = _clip(str(error))
+        detail = f"{type(error).__name__}: {detail}" if detail else type(error).__name__
+        raise _AttemptFailed(f"{kind} ({detail})", retryable=True) from error
 
 
 def _answer_text(response: types.GenerateContentResponse) -> str:
@@ -923,6 +1655,7 @@ def _answer_text(response: types.GenerateContentResponse) -> str:
             f"the answer was cut off at the output limit (finish reason MAX_TOKENS) "
             f"{cut}{spent}",
             retryable=True,
+            truncated=bool(text),
         )
     if finish != "STOP":
         raise _AttemptFailed(
@@ -976,6 +1709,44 @@ def _thinking(budget: int | None) -> types.ThinkingConfig | None:
     return None if budget is None else types.ThinkingConfig(thinking_budget=budget)
 
 
+def _no_sdk_retries() -> types.HttpOptions:
+    """Return per-request options that turn the SDK's own retries off.
+
+    Without them the async client, on a refused connection, sleeps 1 to 10 s
+    and tries once more, outside our attempts and time cap.
+    """
+    from google.genai import types
+
+    return types.HttpOptions(retry_options=types.HttpRetryOptions(attempts=1))
+
+
+def _prompt_tokens(system: str, contents: str, schema: Any) -> int:
+    """Estimate the prompt tokens of a request: instruction, prompt and schema."""
+    text = system + contents + json.dumps(schema, ensure_ascii=False)
+    return len(text) // CHARS_PER_TOKEN + 1
+
+
+def _call_estimate(
+    contents: str, config: types.GenerateContentConfig
+) -> tuple[int, int]:
+    """Return a call's estimated prompt tokens and most output tokens."""
+    prompt = _prompt_tokens(
+        str(config.system_instruction or ""), contents, config.response_json_schema
+    )
+    return prompt, config.max_output_tokens or 0
+
+
+def _estimate(
+    model: str, calls: Sequence[tuple[int, int]], prices: Mapping[str, Price] | None
+) -> Estimate:
+    """Sum (prompt, output) token estimates of calls into an Estimate."""
+    prompt = sum(tokens for tokens, _ in calls)
+    output = sum(tokens for _, tokens in calls)
+    price = find_price(model, prices)
+    cost = None if price is None else price.cost(prompt, output)
+    return Estimate(len(calls), prompt, output, cost)
+
+
 def _clean_schema(node: Any) -> Any:
     """Drop 'title' and 'default' keywords everywhere, keeping property names."""
     if isinstance(node, list):
@@ -996,7 +1767,10 @@ def _clean_schema(node: Any) -> Any:
 def _api_error_text(error: Any) -> str:
     """Describe an APIError as 'code STATUS: message'."""
     status = f" {error.status}" if error.status else ""
-    message = f": {_clip(str(error.message))}" if error.message else ""
+    text = str(error.message or "")
+    if text.lstrip().startswith("<"):  # an HTML error page from a proxy or gateway
+        text = _HTML_TAG.sub(" ", text)
+    message = f": {_clip(text)}" if text.strip() else ""
     return f"{error.code}{status}{message}"
 
 
@@ -1024,6 +1798,7 @@ def _network_failure(error: BaseException) -> str | None:
     if isinstance(error, ConnectionError) or names & {
         "TransportError",
         "ClientConnectionError",
+        "ClientPayloadError",
     }:
         return "the connection failed"
     return None

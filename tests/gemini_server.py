@@ -274,6 +274,9 @@ class _HTTPServer(ThreadingHTTPServer):
 
     daemon_threads = True
     block_on_close = True
+    # socketserver's default backlog of 5 drops connections when a client opens
+    # eight at once; the client then stalls a second before retrying.
+    request_queue_size = 64
 
     def __init__(self, owner: GeminiServer) -> None:
         super().__init__(("127.0.0.1", 0), _RequestHandler)

@@ -93,6 +93,14 @@ def failure(call: Callable[[], object]) -> str:
     return message
 
 
+def answer_in_turn(
+    server: GeminiServer, *handlers: Callable[[RecordedRequest], Reply]
+) -> None:
+    """Answer the n-th request with the n-th handler."""
+    turns = iter(handlers)
+    server.set_handler(lambda request: next(turns)(request))
+
+
 def keys_everywhere(node: Any) -> set[str]:
     """Return every dict key of a nested JSON value."""
     if isinstance(node, dict):
@@ -447,7 +455,8 @@ def test_rows_mode_writes_exactly_the_planned_rows(
         assert len(data["items"]) == simulator.n_items
         assert data["profiles"][0]["description"] == DESCRIPTIONS["tech"]
         seen.extend(users)
-    assert seen == list(range(1, simulator.n_users + 1))
+    # Chunks go out concurrently: every user is asked once, in any order.
+    assert sorted(seen) == list(range(1, simulator.n_users + 1))
     assert usage.calls == server.request_count > 1
 
 
@@ -502,8 +511,7 @@ def test_rows_mode_rejects_bad_rows_and_reasks_for_the_gap(
         restarted = [dict(row, rating=5.0) for row in half[:6]]
         return Reply.success({"rows": half + restarted + bad_rows(1)})
 
-    answers = iter([first_answer, perfect_model])
-    server.set_handler(lambda request: next(answers)(request))
+    answer_in_turn(server, first_answer, perfect_model)
 
     answer = write_rows(client, simulator)
 
@@ -530,13 +538,9 @@ def test_rows_mode_rejects_bad_rows_and_reasks_for_the_gap(
 def test_rows_mode_counts_every_rejection_reason(
     server: GeminiServer, client: genai.Client, simulator: Simulator
 ) -> None:
-    answers = iter(
-        [
-            lambda r: Reply.success({"rows": bad_rows(1)}),
-            perfect_model,
-        ]
+    answer_in_turn(
+        server, lambda r: Reply.success({"rows": bad_rows(1)}), perfect_model
     )
-    server.set_handler(lambda request: next(answers)(request))
 
     answer = write_rows(client, simulator)
 
@@ -606,22 +610,25 @@ def test_rows_mode_gives_up_after_max_reasks(
     assert MODEL in message
 
 
-def test_rows_mode_truncated_answer_is_a_failed_attempt(
+def test_rows_mode_truncated_answer_is_asked_again_in_halves(
     server: GeminiServer, client: genai.Client, simulator: Simulator
 ) -> None:
     def truncated(request: RecordedRequest) -> Reply:
         text = json.dumps({"rows": good_rows(request)})
         return Reply.success(text[: len(text) * 2 // 3], finish_reason="MAX_TOKENS")
 
-    answers = iter([truncated, perfect_model])
-    server.set_handler(lambda request: next(answers)(request))
+    answer_in_turn(server, truncated, perfect_model, perfect_model)
+    usage = gemini.Usage()
 
-    answer = write_rows(client, simulator)
+    answer = write_rows(client, simulator, usage=usage)
 
     check_rows(answer, simulator)
     assert answer.reasks == 0
     assert answer.rejected == 0
-    assert server.request_count == 2
+    asked = [[u["user_id"] for u in task(r)["users"]] for r in server.requests]
+    assert asked == [[1, 2, 3, 4, 5, 6], [1, 2, 3], [4, 5, 6]]
+    assert usage.splits == 1
+    assert usage.retries == 0
 
 
 def test_rows_mode_chunk_failure_names_the_chunk(
@@ -636,11 +643,15 @@ def test_rows_mode_chunk_failure_names_the_chunk(
         )
     )
 
-    message = failure(lambda: write_rows(client, simulator, chunk_rows=30))
+    message = failure(
+        lambda: write_rows(client, simulator, chunk_rows=30, concurrency=1)
+    )
 
-    assert "chunk 2 of" in message
+    assert "chunk 2 of 3" in message
     assert "not valid JSON" in message
     assert "after 3 attempts" in message
+    assert "1 of 3 chunks were written." in message
+    # After a failure no new chunk starts: chunk 3 is never asked.
     assert server.request_count == 4
 
 
@@ -657,13 +668,20 @@ def test_rows_mode_shows_a_deterministic_catalog_subset(
     )
     server.set_handler(perfect_model)
 
+    def items_by_user() -> dict[int, list[dict[str, Any]]]:
+        # Chunks go out concurrently, so requests are matched by their user.
+        return {
+            task(r)["users"][0]["user_id"]: task(r)["items"] for r in server.requests
+        }
+
     check_rows(write_rows(client, simulator, chunk_rows=1), simulator)
-    first_run = [task(r)["items"] for r in server.requests]
+    first_run = items_by_user()
     server.reset()
     server.set_handler(perfect_model)
     write_rows(client, simulator, chunk_rows=1)
 
-    assert [task(r)["items"] for r in server.requests] == first_run
+    assert items_by_user() == first_run
+    assert len(first_run) == simulator.n_users
     catalog = simulator.catalog()
     for request in server.requests:
         data = task(request)
