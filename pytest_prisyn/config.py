@@ -40,6 +40,12 @@ class Settings:
     api_key: str | None = field(default=None, compare=False, repr=False)
     key_source: str | None = field(default=None, compare=False)
     gemini_timeout: float = 120.0
+    gemini_attempts: int = 3
+    gemini_max_total: float = 600.0
+    concurrency: int = 4
+    budget_tokens: int | None = None
+    budget_dollars: float | None = None
+    prices: tuple[tuple[str, float, float], ...] = ()  # model, $/M in, $/M out
 
     def regenerates(self, profiles: list[str]) -> bool:
         """Whether `--prisyn-regen` asks to regenerate a dataset of these profiles."""
@@ -96,7 +102,28 @@ def resolve(
         rootdir=rootdir,
         api_key=key,
         key_source=source,
-        gemini_timeout=_seconds(ini.get("gemini_timeout"), 120.0),
+        gemini_timeout=_number(
+            "prisyn_gemini_timeout", ini.get("gemini_timeout"), 120.0, 0.0, 3600.0
+        ),
+        gemini_attempts=int(
+            _number("prisyn_gemini_attempts", ini.get("gemini_attempts"), 3, 1, 20)
+        ),
+        gemini_max_total=_number(
+            "prisyn_gemini_max_total", ini.get("gemini_max_total"), 600.0, 0.0, 86400.0
+        ),
+        concurrency=int(
+            _number(
+                "prisyn_concurrency",
+                _first(options.get("concurrency"), ini.get("concurrency")),
+                4,
+                1,
+                64,
+            )
+        ),
+        **parse_budget(
+            _first(options.get("budget"), env.get("PRISYN_BUDGET"), ini.get("budget"))
+        ),
+        prices=parse_prices(ini.get("prices")),
     )
 
 
@@ -202,15 +229,61 @@ def _boolean(name: str, value: object) -> bool:
     )
 
 
-def _seconds(value: object, default: float) -> float:
+def _number(name: str, value: object, default: float, low: float, high: float) -> float:
+    """A number in (low, high], or a whole one from low to high if the default is."""
     if value in (None, ""):
         return default
     try:
-        seconds = float(str(value))
+        number = float(str(value))
     except ValueError:
-        seconds = -1.0
-    if not 0 < seconds <= 3600:
-        raise ConfigError(
-            f"prisyn_gemini_timeout {value!r} must be a number of seconds in (0, 3600]"
-        )
-    return seconds
+        number = float("nan")
+    if isinstance(default, int):
+        if not (number.is_integer() and low <= number <= high):
+            raise ConfigError(
+                f"{name} {value!r} must be a whole number from {low:g} to {high:g}"
+            )
+    elif not low < number <= high:
+        raise ConfigError(f"{name} {value!r} must be a number in ({low:g}, {high:g}]")
+    return number
+
+
+def parse_budget(value: object) -> dict[str, Any]:
+    """``2000000`` (tokens), ``$5`` (dollars), or both: ``2000000,$5``."""
+    limits: dict[str, Any] = {"budget_tokens": None, "budget_dollars": None}
+    if value in (None, ""):
+        return limits
+    for part in str(value).replace(" ", "").split(","):
+        try:
+            if part.startswith("$"):
+                limits["budget_dollars"] = float(part[1:])
+                ok = limits["budget_dollars"] > 0
+            else:
+                limits["budget_tokens"] = int(part.replace("_", ""))
+                ok = limits["budget_tokens"] > 0
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ConfigError(
+                f"prisyn budget {value!r} is not understood; accepted: tokens, e.g. "
+                "2000000, or dollars, e.g. $5, or both: 2000000,$5"
+            )
+    return limits
+
+
+def parse_prices(value: object) -> tuple[tuple[str, float, float], ...]:
+    """``prisyn_prices`` lines ``model = input output`` (dollars per million tokens)."""
+    lines = value if isinstance(value, list) else str(value or "").splitlines()
+    prices = []
+    for line in lines:
+        if not str(line).strip():
+            continue
+        model, _, numbers = str(line).partition("=")
+        try:
+            price_in, price_out = (float(n) for n in numbers.split())
+        except ValueError:
+            raise ConfigError(
+                f"prisyn_prices line {line!r} is not 'model = input output' in "
+                "dollars per million tokens, e.g. 'gemini-2.5-flash = 0.30 2.50'"
+            ) from None
+        prices.append((model.strip(), price_in, price_out))
+    return tuple(prices)

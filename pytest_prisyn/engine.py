@@ -32,6 +32,7 @@ from pytest_prisyn.request import (
     FEDERATED_ARGUMENTS,
     FORMAT_VERSION,
     DatasetRequest,
+    Generation,
     check_arguments,
     check_generation,
     check_sizes,
@@ -73,6 +74,9 @@ class Engine:
         # dataset unused in a run of the suite that recorded it.
         self.requested_by: Callable[[], str | None] = lambda: None
         self._gemini: Any = None
+        self._spending: Any = None
+        # Told how a long Gemini generation is going (label, gemini.Progress).
+        self.on_progress: Callable[[str, Any], None] = lambda label, progress: None
 
     def profiles(self) -> list[str]:
         """Every known profile name."""
@@ -94,28 +98,16 @@ class Engine:
 
     def entry(self, profile: object = None, **arguments: Any) -> Entry:
         """The recorded entry for a request: found, or generated and stored."""
-        if profile is not None:
-            arguments["profile"] = profile
-        arguments = {
-            name: value
-            for name, value in check_arguments((), arguments).items()
-            if name not in FEDERATED_ARGUMENTS
-        }
-        population = parse_population(arguments.get("profile"))
-        profiles = [self.registry.get(name) for name, _ in population]
-        sizes = check_sizes(*(arguments.get(name, DEFAULTS[name]) for name in DEFAULTS))
-        generation = check_generation(
-            arguments.get("generation") or self.settings.generation
-        )
-        make = _RequestMaker(population, profiles, sizes)
+        plan = self._plan(profile, arguments)
+        make, profiles = plan.make, plan.profiles
         as_gemini = make(
-            backend="gemini", model=self.settings.model, generation=generation
+            backend="gemini", model=self.settings.model, generation=plan.generation
         )
         as_simulated = make(backend="simulate")
         chosen = self._choose(as_gemini, as_simulated, profiles)
 
         fingerprint = chosen.fingerprint()
-        regen = self.settings.regenerates(make.names)
+        regen = self.settings.regenerates(plan.names)
         regen = regen and fingerprint not in self._regenerated
         if not regen:
             for candidate in self._lookup_order(as_gemini, as_simulated, chosen):
@@ -153,6 +145,23 @@ class Engine:
         """Whether another worker of this run already regenerated the entry."""
         metadata = self.store.metadata(fingerprint) or {}
         return float(metadata.get("created_unix", 0.0)) >= self._started
+
+    def _plan(self, profile: object, arguments: dict[str, Any]) -> _RequestMaker:
+        """Validate a request's arguments; the maker of its per-backend requests."""
+        if profile is not None:
+            arguments["profile"] = profile
+        arguments = {
+            name: value
+            for name, value in check_arguments((), arguments).items()
+            if name not in FEDERATED_ARGUMENTS
+        }
+        population = parse_population(arguments.get("profile"))
+        profiles = [self.registry.get(name) for name, _ in population]
+        sizes = check_sizes(*(arguments.get(name, DEFAULTS[name]) for name in DEFAULTS))
+        generation = check_generation(
+            arguments.get("generation") or self.settings.generation
+        )
+        return _RequestMaker(population, profiles, sizes, generation)
 
     def _lookup_order(
         self,
@@ -198,6 +207,9 @@ class Engine:
         if entry is None or self._refused_as_stale(fingerprint, entry):
             return None
         self.stats.served[fingerprint] = FROM_CACHE
+        usage = entry.metadata.get("usage")
+        if isinstance(usage, dict):
+            self.stats.add_saved(usage)
         self._memory[fingerprint] = entry
         return entry
 
@@ -288,45 +300,85 @@ class Engine:
         client = self._client()
         usage = gemini.Usage()
         assert request.model is not None
-        specs: dict[str, BehaviorSpec] = {}
-        names: dict[str, list[str]] = {}
-        for profile in profiles:
-            spec, item_names = self._gemini_spec(client, request.model, profile, usage)
-            specs[profile.name] = spec
-            for category, listed in item_names.items():
-                names.setdefault(category, []).extend(listed)
-        if request.generation == "spec":
-            entry = self._simulate(request, specs, names)
-        else:
-            simulator = _simulator(request, specs, names)
-            rows = gemini.write_rows(
-                client,
-                request.model,
-                simulator,
-                usage=usage,
-                descriptions={p.name: p.description for p in profiles},
-            )
-            entry = Entry(_rows_frame(simulator, rows), simulator.catalog(), {})
-            entry.metadata["rejected_rows"] = rows.rejected
-            entry.metadata["reasks"] = rows.reasks
-        entry.metadata.update(model=request.model, usage=usage.as_dict())
+        fresh = request.fingerprint() in self._regenerated
+        try:
+            specs: dict[str, BehaviorSpec] = {}
+            names: dict[str, list[str]] = {}
+            for profile in profiles:
+                spec, item_names = self._gemini_spec(
+                    client, request.model, profile, usage, fresh=fresh
+                )
+                specs[profile.name] = spec
+                for category, listed in item_names.items():
+                    names.setdefault(category, []).extend(listed)
+            if request.generation == "spec":
+                entry = self._simulate(request, specs, names)
+            else:
+                entry = self._gemini_rows(request, profiles, specs, names, usage, fresh)
+        finally:
+            # Paid for, even when the dataset failed: the summary must say so.
+            self.stats.gemini_calls += usage.calls
+            self.stats.gemini_retries += usage.retries
+            self.stats.gemini_tokens += usage.tokens
+            self.stats.add_cost(usage.cost(self._prices()))
+        entry.metadata.update(model=request.model, usage=usage.as_dict(self._prices()))
         entry.metadata["model_version"] = ", ".join(usage.model_versions) or None
-        self.stats.gemini_calls += usage.calls
-        self.stats.gemini_tokens += (
-            usage.prompt_tokens + usage.output_tokens + usage.thinking_tokens
+        return entry
+
+    def _gemini_rows(
+        self,
+        request: DatasetRequest,
+        profiles: list[Profile],
+        specs: dict[str, BehaviorSpec],
+        names: dict[str, list[str]],
+        usage: Any,
+        fresh: bool,
+    ) -> Entry:
+        """Gemini writes the rows, in chunks planned by the simulator."""
+        from pytest_prisyn import gemini
+
+        assert request.model is not None
+        simulator = _simulator(request, specs, names)
+        label = request.label()
+        rows = gemini.write_rows(
+            self._client(),
+            request.model,
+            simulator,
+            usage=usage,
+            descriptions={p.name: p.description for p in profiles},
+            attempts=self.settings.gemini_attempts,
+            max_total_s=self.settings.gemini_max_total,
+            concurrency=self.settings.concurrency,
+            # Regenerating must not replay the chunks it means to replace.
+            chunk_cache=None if fresh else _ChunkStore(self.store),
+            budget=self._budget(),
+            progress=lambda done: self.on_progress(label, done),
+        )
+        entry = Entry(_rows_frame(simulator, rows), simulator.catalog(), {})
+        entry.metadata.update(
+            rejected_rows=rows.rejected,
+            reasks=rows.reasks,
+            chunks_from_cache=rows.from_cache,
         )
         return entry
 
     def _gemini_spec(
-        self, client: Any, model: str, profile: Profile, usage: Any
+        self,
+        client: Any,
+        model: str,
+        profile: Profile,
+        usage: Any,
+        *,
+        fresh: bool = False,
     ) -> tuple[BehaviorSpec, dict[str, list[str]]]:
         """Gemini's spec and item names for a profile: asked once, then cached.
 
         The key is the profile's definition and the model, not the dataset's
-        size or seed, so every dataset of the profile reuses one paid answer.
+        size or seed, so every dataset of the profile reuses one paid answer
+        (`fresh`, for --prisyn-regen, asks again).
         """
         key = _spec_key(profile, model)
-        cached = self.store.get_json(key)
+        cached = None if fresh else self.store.get_json(key)
         if cached is not None:
             spec = build_spec(cached["spec"], owner=profile.name)
             return spec, {k: list(v) for k, v in cached["item_names"].items()}
@@ -334,9 +386,16 @@ class Engine:
 
         scale = profile.spec.rating_scale if profile.spec is not None else None
         answer = gemini.write_spec(
-            client, model, profile, usage=usage, rating_scale=scale
+            client,
+            model,
+            profile,
+            usage=usage,
+            rating_scale=scale,
+            attempts=self.settings.gemini_attempts,
+            max_total_s=self.settings.gemini_max_total,
+            budget=self._budget(),
         )
-        self.store.put_json(
+        self._put_quietly(
             key,
             {
                 "spec": answer.spec.model_dump(mode="json"),
@@ -346,6 +405,71 @@ class Engine:
             },
         )
         return answer.spec, answer.item_names
+
+    def estimate(self, profile: object = None, **arguments: Any) -> Any:
+        """What generating a request with Gemini would cost, without calling it.
+
+        Returns a `gemini.Estimate` (calls, tokens, dollars); specs already
+        cached and rows chunks already paid for cost nothing.
+        """
+        from pytest_prisyn import gemini
+
+        plan = self._plan(profile, arguments)
+        as_gemini = plan.make(
+            backend="gemini", model=self.settings.model, generation=plan.generation
+        )
+        if self._recorded(as_gemini.fingerprint()) is not None:
+            return gemini.Estimate(0, 0, 0, 0.0)
+        total = gemini.Estimate(0, 0, 0, 0.0)
+        specs = {}
+        for profile_ in plan.profiles:
+            cached = self.store.get_json(_spec_key(profile_, self.settings.model))
+            if cached is None:
+                total = _plus(
+                    total,
+                    gemini.estimate_spec(
+                        profile_, self.settings.model, prices=self._prices()
+                    ),
+                )
+            specs[profile_.name] = profile_.spec or _placeholder_spec(profile_)
+        if plan.generation == "rows":
+            simulator = _simulator(as_gemini, specs, None)
+            total = _plus(
+                total,
+                gemini.estimate_rows(
+                    simulator,
+                    self.settings.model,
+                    prices=self._prices(),
+                    descriptions={p.name: p.description for p in plan.profiles},
+                    chunk_cache=_ChunkStore(self.store),
+                ),
+            )
+        return total
+
+    def _budget(self) -> Any:
+        if self._spending is None:
+            from pytest_prisyn import gemini
+
+            self._spending = gemini.Budget(
+                limit_tokens=self.settings.budget_tokens,
+                limit_dollars=self.settings.budget_dollars,
+                prices=self._prices(),
+            )
+        return self._spending
+
+    def _prices(self) -> dict[str, Any]:
+        from pytest_prisyn import gemini
+
+        return {
+            model: gemini.Price(price_in, price_out)
+            for model, price_in, price_out in self.settings.prices
+        }
+
+    def _put_quietly(self, key: str, document: dict[str, Any]) -> None:
+        try:
+            self.store.put_json(key, document)
+        except StoreError as error:
+            log.warning("could not cache %s: %s", key, error)
 
     def _client(self) -> Any:
         if self._gemini is None:
@@ -370,11 +494,18 @@ class _RequestMaker:
         population: tuple[tuple[str, float], ...],
         profiles: list[Profile],
         sizes: tuple[int, int, int, int],
+        generation: Generation,
     ) -> None:
         self.population = population
+        self.profiles = profiles
         self.names = [name for name, _ in population]
         self.identities = tuple(p.identity() for p in profiles)
         self.sizes = sizes
+        self.generation = generation
+
+    def make(self, **fields: Any) -> DatasetRequest:
+        """The request for one backend."""
+        return self(**fields)
 
     def __call__(self, **fields: Any) -> DatasetRequest:
         n_users, n_items, n_interactions, seed = self.sizes
@@ -423,6 +554,42 @@ def _redacting(secret: str) -> Iterator[None]:
     finally:
         for logger in loggers:
             logger.removeFilter(redactor)
+
+
+class _ChunkStore:
+    """Rows chunks Gemini wrote, kept in the store so a failed run keeps them."""
+
+    prefix = "chunk-"
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def get(self, key: str) -> list[dict[str, Any]] | None:
+        document = self.store.get_json(self.prefix + key)
+        rows = None if document is None else document.get("rows")
+        return rows if isinstance(rows, list) else None
+
+    def put(self, key: str, rows: list[dict[str, Any]]) -> None:
+        self.store.put_json(self.prefix + key, {"rows": rows})
+
+
+def _plus(a: Any, b: Any) -> Any:
+    """The sum of two `gemini.Estimate`s (cost None if either is unknown)."""
+    cost = None if a.cost is None or b.cost is None else a.cost + b.cost
+    return type(a)(
+        a.calls + b.calls,
+        a.prompt_tokens + b.prompt_tokens,
+        a.output_tokens + b.output_tokens,
+        cost,
+    )
+
+
+def _placeholder_spec(profile: Profile) -> BehaviorSpec:
+    """A neutral spec to plan a dataset whose real spec Gemini has not written yet."""
+    return build_spec(
+        {"categories": {"general": 1, "other": 1}, "star_shares": [1, 1, 2, 3, 3]},
+        owner=profile.name,
+    )
 
 
 def _isolated(frame: pd.DataFrame) -> pd.DataFrame:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -100,6 +102,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "those of profiles a and b.",
     )
     group.addoption(
+        "--prisyn-budget",
+        dest="prisyn_budget",
+        metavar="LIMIT",
+        help="stop asking Gemini past this spend: tokens (2000000), dollars ($5) or "
+        "both (2000000,$5); split between xdist workers. Env PRISYN_BUDGET, ini "
+        "prisyn_budget.",
+    )
+    group.addoption(
+        "--prisyn-concurrency",
+        dest="prisyn_concurrency",
+        metavar="N",
+        help="Gemini calls in flight at once for rows mode (default 4). Ini "
+        "prisyn_concurrency.",
+    )
+    group.addoption(
         "--prisyn-prune",
         dest="prisyn_prune",
         action="store_true",
@@ -126,6 +143,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("prisyn_data_dir", "default for --prisyn-data-dir")
     parser.addini("prisyn_offline", "default for --prisyn-offline (true/false)")
     parser.addini("prisyn_gemini_timeout", "seconds to wait for one Gemini call")
+    parser.addini("prisyn_gemini_attempts", "attempts per Gemini request (3)")
+    parser.addini(
+        "prisyn_gemini_max_total",
+        "seconds one Gemini request may take, retries and all",
+    )
+    parser.addini("prisyn_concurrency", "default for --prisyn-concurrency")
+    parser.addini("prisyn_budget", "default for --prisyn-budget")
+    parser.addini(
+        "prisyn_prices",
+        "Gemini prices, lines of 'model = input output' in $ per million tokens",
+        type="linelist",
+    )
     parser.addini("prisyn_max_age", "default for --prisyn-max-age")
     parser.addini("prisyn_refuse_stale", "default for --prisyn-refuse-stale (bool)")
 
@@ -154,6 +183,8 @@ def pytest_configure(config: pytest.Config) -> None:
                 "prune": config.getoption("prisyn_prune"),
                 "max_age": config.getoption("prisyn_max_age"),
                 "refuse_stale": config.getoption("prisyn_refuse_stale"),
+                "concurrency": config.getoption("prisyn_concurrency"),
+                "budget": config.getoption("prisyn_budget"),
             },
             ini={
                 name: config.getini(f"prisyn_{name}")
@@ -165,6 +196,11 @@ def pytest_configure(config: pytest.Config) -> None:
                     "data_dir",
                     "offline",
                     "gemini_timeout",
+                    "gemini_attempts",
+                    "gemini_max_total",
+                    "concurrency",
+                    "budget",
+                    "prices",
                     "max_age",
                     "refuse_stale",
                 )
@@ -175,9 +211,27 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(error)) from None
     if settings.regen:
         _check_regen_names(config, settings.regen)
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if hasattr(config, "workerinput") and workers > 1:
+        settings = _share_budget(settings, workers)
     config.stash[settings_key] = settings
     config.stash[engine_key] = None
     config.stash[stats_key] = Stats()
+
+
+def _share_budget(
+    settings: prisyn_config.Settings, workers: int
+) -> prisyn_config.Settings:
+    """Each xdist worker may spend its share of the run's budget, no more."""
+    return dataclasses.replace(
+        settings,
+        budget_tokens=None
+        if settings.budget_tokens is None
+        else settings.budget_tokens // workers,
+        budget_dollars=None
+        if settings.budget_dollars is None
+        else settings.budget_dollars / workers,
+    )
 
 
 def _check_regen_names(config: pytest.Config, names: frozenset[str]) -> None:
@@ -247,10 +301,18 @@ def pytest_terminal_summary(
         line += f" ({by_backend}) in {stats.seconds_generating:.1f}s"
     terminalreporter.write_line(line)
     if stats.gemini_calls or config.stash[settings_key].backend != "simulate":
-        terminalreporter.write_line(
-            f"gemini: {stats.gemini_calls} {_plural(stats.gemini_calls, 'call')}, "
-            f"{stats.gemini_tokens} {_plural(stats.gemini_tokens, 'token')}"
+        line = (
+            f"gemini: {stats.gemini_calls} {_plural(stats.gemini_calls, 'call')}"
+            f" ({stats.gemini_retries} retried), {stats.gemini_tokens:,} "
+            f"{_plural(stats.gemini_tokens, 'token')}, estimated cost "
+            f"{_dollars(stats.gemini_cost)}"
         )
+        if stats.saved_tokens:
+            line += (
+                f"; the cache saved {stats.saved_tokens:,} tokens "
+                f"({_dollars(stats.saved_cost)})"
+            )
+        terminalreporter.write_line(line)
     if stats.damaged:
         terminalreporter.write_line(
             f"damaged cache entries discarded and regenerated: {stats.damaged}"
@@ -317,6 +379,29 @@ def pytest_runtest_setup(item: pytest.Item) -> Any:
         item.config.stash[current_test_key] = None
 
 
+class _ProgressLine:
+    """Live Gemini progress: one rewritten line on a terminal, else a line per
+    dataset when it is done."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def __call__(self, label: str, progress: Any) -> None:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is None:
+            return
+        text = (
+            f"prisyn: gemini {label}: chunk {progress.chunks_done}/"
+            f"{progress.chunks_total}, {progress.rows_kept:,} rows kept, "
+            f"{progress.rows_rejected:,} rejected, {progress.tokens:,} tokens"
+        )
+        finished = progress.chunks_done == progress.chunks_total
+        if reporter.isatty:
+            reporter.write("\r" + text + ("\n" if finished else ""), flush=True)
+        elif finished:
+            reporter.write_line(text)
+
+
 def _suite_of(nodeid: str) -> str:
     """The top-level directory (or file) of a test: which suite it belongs to."""
     return nodeid.split("::")[0].split("/")[0]
@@ -376,6 +461,14 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         engine.close()
 
 
+def _dollars(amount: float | None) -> str:
+    return (
+        "unknown (no price for the model; see prisyn_prices)"
+        if amount is None
+        else (f"${amount:.4f}")
+    )
+
+
 def _plural(count: int, word: str) -> str:
     return word if count == 1 else word + "s"
 
@@ -391,6 +484,7 @@ def _engine(config: pytest.Config) -> Engine:
         engine.requested_by = lambda: _suite_of(
             config.stash.get(current_test_key, None) or ""
         )
+        engine.on_progress = _ProgressLine(config)
         config.stash[engine_key] = engine
     return engine
 

@@ -18,7 +18,11 @@ class Stats:
 
     served: dict[str, str] = field(default_factory=dict)
     gemini_calls: int = 0
+    gemini_retries: int = 0
     gemini_tokens: int = 0
+    gemini_cost: float | None = 0.0  # None once any call had no known price
+    saved_tokens: int = 0
+    saved_cost: float | None = 0.0
     damaged: int = 0
     unsaved: int = 0
     stale: dict[str, str] = field(default_factory=dict)  # fingerprint -> label
@@ -39,6 +43,20 @@ class Stats:
         """How many distinct datasets each backend generated."""
         return Counter(s for s in self.served.values() if s != FROM_CACHE)
 
+    def add_cost(self, cost: float | None) -> None:
+        """Add a Gemini cost; an unknown one makes the total unknown."""
+        self.gemini_cost = _add(self.gemini_cost, cost)
+
+    def add_saved(self, usage: dict[str, Any]) -> None:
+        """Count what a dataset served from the cache had cost to make."""
+        tokens = sum(
+            int(usage.get(name) or 0)
+            for name in ("prompt_tokens", "output_tokens", "thinking_tokens")
+        )
+        self.saved_tokens += tokens
+        if tokens:
+            self.saved_cost = _add(self.saved_cost, usage.get("cost_usd"))
+
     def to_dict(self) -> dict[str, Any]:
         """Plain data, for xdist's worker output."""
         return asdict(self)
@@ -49,8 +67,18 @@ class Stats:
             if self.served.get(fingerprint, FROM_CACHE) == FROM_CACHE:
                 self.served[fingerprint] = source
         self.gemini_calls += int(other.get("gemini_calls", 0))
+        self.gemini_retries += int(other.get("gemini_retries", 0))
         self.gemini_tokens += int(other.get("gemini_tokens", 0))
+        self.saved_tokens += int(other.get("saved_tokens", 0))
+        self.gemini_cost = _add(self.gemini_cost, other.get("gemini_cost", 0.0))
+        self.saved_cost = _add(self.saved_cost, other.get("saved_cost", 0.0))
         self.damaged += int(other.get("damaged", 0))
         self.unsaved += int(other.get("unsaved", 0))
         self.stale.update(other.get("stale", {}))
         self.seconds_generating += float(other.get("seconds_generating", 0.0))
+
+
+def _add(total: float | None, more: object) -> float | None:
+    if total is None or not isinstance(more, int | float):
+        return None
+    return total + float(more)

@@ -75,3 +75,62 @@ def test_ci_run_header_says_offline_and_why(
     result = pytester.runpytest()
 
     result.stdout.fnmatch_lines(["prisyn: *offline (CI detected; --prisyn-online*"])
+
+
+@pytest.mark.parametrize(
+    ("value", "tokens", "dollars"),
+    [
+        (None, None, None),
+        ("2000000", 2_000_000, None),
+        ("$5", None, 5.0),
+        ("2_000_000, $0.5", 2_000_000, 0.5),
+    ],
+)
+def test_budget_forms(
+    value: str | None, tokens: int | None, dollars: float | None
+) -> None:
+    settings = resolve(options={"budget": value}, ini={}, env={}, rootdir=Path())
+
+    assert (settings.budget_tokens, settings.budget_dollars) == (tokens, dollars)
+
+
+@pytest.mark.parametrize("value", ["lots", "$-1", "0", "5 euros"])
+def test_bad_budget_lists_the_accepted_forms(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"accepted: tokens, e\.g\. 2000000"):
+        resolve(options={"budget": value}, ini={}, env={}, rootdir=Path())
+
+
+def test_prices_from_ini_lines() -> None:
+    settings = resolve(
+        options={},
+        ini={"prices": ["gemini-9 = 1.5 7", "", "other-model = 0.1 0.2"]},
+        env={},
+        rootdir=Path(),
+    )
+
+    assert settings.prices == (("gemini-9", 1.5, 7.0), ("other-model", 0.1, 0.2))
+
+
+@pytest.mark.parametrize(
+    ("ini", "message"),
+    [
+        ({"gemini_attempts": "0"}, "prisyn_gemini_attempts '0' must be a whole number"),
+        ({"concurrency": "2.5"}, "prisyn_concurrency '2.5' must be a whole number"),
+        ({"gemini_timeout": "-3"}, r"prisyn_gemini_timeout '-3' must be a number"),
+        ({"prices": ["gemini = cheap"]}, "is not 'model = input output'"),
+    ],
+)
+def test_bad_numbers_name_the_setting(ini: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        resolve(options={}, ini=ini, env={}, rootdir=Path())
+
+
+def test_one_attempt_and_one_call_at_a_time_are_allowed() -> None:
+    settings = resolve(
+        options={},
+        ini={"gemini_attempts": "1", "concurrency": "1"},
+        env={},
+        rootdir=Path(),
+    )
+
+    assert (settings.gemini_attempts, settings.concurrency) == (1, 1)

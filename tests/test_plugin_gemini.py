@@ -188,3 +188,74 @@ def refusing_music(request: RecordedRequest) -> Reply:
     if "Listeners who rate albums" in request.prompt_text:
         return Reply.error(403, "PERMISSION_DENIED", "API key not valid. " + KEY)
     return fake_model(request)
+
+
+def test_budget_stops_before_the_call_that_would_exceed_it(
+    pytester: pytest.Pytester, server: GeminiServer
+) -> None:
+    suite(pytester, "spec")
+
+    result = pytester.runpytest("--prisyn-backend=gemini", "--prisyn-budget=100")
+
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*prisyn:*budget*--prisyn-budget*"])
+    assert server.request_count == 0
+
+
+def test_summary_counts_cost_and_what_the_cache_saved(
+    pytester: pytest.Pytester, server: GeminiServer
+) -> None:
+    suite(pytester, "rows")
+
+    first = pytester.runpytest("--prisyn-backend=gemini")
+    second = pytester.runpytest("--prisyn-backend=gemini")
+
+    first.stdout.re_match_lines(
+        [
+            r"gemini: \d+ calls \(0 retried\), [\d,]+ tokens, "
+            r"estimated cost \$0\.\d{4}$"
+        ]
+    )
+    first.stdout.fnmatch_lines(["prisyn: gemini tech *: chunk 1/1, 80 rows kept*"])
+    second.stdout.re_match_lines(
+        [
+            r"gemini: 0 calls .*; the cache saved [\d,]+ tokens "
+            r"\(\$0\.\d{4}\)$"
+        ]
+    )
+
+
+def test_rows_chunks_already_paid_for_survive_a_failed_run(
+    pytester: pytest.Pytester, server: GeminiServer
+) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.prisyn("tech", n_users=30, n_items=60, n_interactions=900,
+                            generation="rows")
+        def test_rows(prisyn_dataset):
+            assert len(prisyn_dataset) == 900
+        """
+    )
+
+    def fail_one_chunk(request: RecordedRequest) -> Reply:
+        """Every rows chunk that includes user 21 fails; the others succeed."""
+        text = request.prompt_text.replace('"user_id":21', '"user_id": 21')
+        if text.lstrip().startswith("{") and '"user_id": 21' in text:
+            return Reply.error(500, "INTERNAL", "boom")
+        return fake_model(request)
+
+    server.set_handler(fail_one_chunk)
+    failed = pytester.runpytest(
+        "--prisyn-backend=gemini", "-o", "prisyn_gemini_attempts=1"
+    )
+    failed.assert_outcomes(errors=1)
+    paid = server.request_count
+
+    server.set_handler(fake_model)
+    healed = pytester.runpytest("--prisyn-backend=gemini")
+
+    healed.assert_outcomes(passed=1)
+    asked_again = server.request_count - paid
+    assert 1 <= asked_again < paid
