@@ -132,6 +132,8 @@ def generate(args: argparse.Namespace) -> int:
         for name in ("n_users", "n_items", "n_interactions", "seed")
         if getattr(args, name) is not None
     }
+    if args.dry_run:
+        return _dry_run(args, profile, sizes)
     with _engine(args) as engine:
         label = _request_label(profile, sizes)
         started = time.perf_counter()
@@ -160,6 +162,20 @@ def generate(args: argparse.Namespace) -> int:
         f"{PROG}: wrote {output}: {len(entry.frame)} interactions of {label} "
         f"({how} in {time.perf_counter() - started:.1f}s, fingerprint "
         f"{fingerprint[:SHORT_FINGERPRINT]})"
+    )
+    return EXIT_OK
+
+
+def _dry_run(args: argparse.Namespace, profile: object, sizes: dict[str, Any]) -> int:
+    """Print what generating with Gemini would cost; call nothing."""
+    with _engine(args) as engine:
+        estimate = engine.estimate(profile, **sizes)
+    cost = "unknown" if estimate.cost is None else f"${estimate.cost:.4f}"
+    _say(
+        f"{_request_label(profile, sizes)} with {engine.settings.model} "
+        f"({engine.settings.generation} mode): {estimate.calls} "
+        f"{_plural(estimate.calls, 'call')}, about {estimate.prompt_tokens:,} prompt "
+        f"and {estimate.output_tokens:,} output tokens, estimated cost {cost}"
     )
     return EXIT_OK
 
@@ -901,6 +917,11 @@ GENERATE = Command(
             metavar="FILE",
             help=f"file to write; its extension picks the format: "
             f"{', '.join(DATA_EXTENSIONS)}",
+        ),
+        Arg(
+            "--dry-run",
+            action="store_true",
+            help="print what generating with Gemini would cost, and stop",
         ),
         Arg(
             "--format",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -949,3 +950,29 @@ def test_generate_in_a_library_format(
     )
     assert written == expected
     assert not list(workdir.glob(".prisyn-*"))
+
+
+def test_dry_run_estimates_without_calling_or_writing(
+    capsys: pytest.CaptureFixture[str], workdir: Path, server: GeminiServer
+) -> None:
+    code, out, _ = generate(
+        capsys,
+        "tech",
+        "--backend",
+        "gemini",
+        "--generation",
+        "rows",
+        "--dry-run",
+        "-o",
+        "never.csv",
+    )
+
+    assert code == cli.EXIT_OK
+    assert "(rows mode): " in out
+    assert re.search(
+        r"\d+ calls, about [\d,]+ prompt and [\d,]+ output tokens, "
+        r"estimated cost \$\d+\.\d{4}",
+        out,
+    )
+    assert server.request_count == 0
+    assert not (workdir / "never.csv").exists()
