@@ -22,12 +22,18 @@ class Inventory:
 
 
 def take_inventory(
-    directory: Path, served: set[str], *, suite: set[str], prune: bool
+    directory: Path,
+    served: set[str],
+    *,
+    suite: set[str],
+    backends: set[str],
+    prune: bool,
 ) -> Inventory:
     """List (and with `prune`, delete) cached datasets that were not served.
 
-    Only entries recorded by this suite (its top-level test folders, as in
-    `suite`) count: another suite sharing the cache keeps its data.
+    Only entries this run could have served count: recorded by this suite
+    (its top-level test folders, as in `suite`) and by one of `backends`.
+    Another suite sharing the cache, or data of another backend, is kept.
     """
     inventory = Inventory()
     if not (directory / "cache.db").is_file():
@@ -39,6 +45,8 @@ def take_inventory(
                 continue
             metadata = store.metadata(fingerprint) or {}
             if metadata.get("recorded_by") not in suite | {None, ""}:
+                continue
+            if metadata.get("backend") not in backends:
                 continue
             found = (fingerprint, label(metadata))
             inventory.unused.append(found)

@@ -289,7 +289,8 @@ def pytest_terminal_summary(
         return
     stats = config.stash.get(stats_key, None)
     inventory = config.stash.get(inventory_key, None)
-    if stats is None or not (stats.used or (inventory and inventory.unused)):
+    note = config.stash.get(inventory_error_key, None)
+    if stats is None or not (stats.used or (inventory and inventory.unused) or note):
         return
     terminalreporter.write_sep("=", "prisyn")
     generated = sum(stats.generated.values())
@@ -328,9 +329,7 @@ def pytest_terminal_summary(
     if inventory is not None:
         _report_inventory(terminalreporter, inventory)
     if config.stash.get(inventory_error_key, None):
-        terminalreporter.write_line(
-            f"could not list unused datasets: {config.stash[inventory_error_key]}"
-        )
+        terminalreporter.write_line(config.stash[inventory_error_key], yellow=True)
     if stats.unsaved:
         cache = config.stash[settings_key].cache_dir
         terminalreporter.write_line(
@@ -354,19 +353,27 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     if workeroutput is not None:
         workeroutput["prisyn_stats"] = stats.to_dict()
-    elif _ran_whole_suite(session, exitstatus):
-        from pytest_prisyn.inventory import take_inventory
+        return
+    settings = config.stash[settings_key]
+    why_not = _incomplete_run(session, exitstatus)
+    if why_not is not None:
+        if settings.prune:
+            config.stash[inventory_error_key] = f"--prisyn-prune did nothing: {why_not}"
+        return
+    from pytest_prisyn.inventory import take_inventory
 
-        settings = config.stash[settings_key]
-        try:
-            config.stash[inventory_key] = take_inventory(
-                settings.cache_dir,
-                set(stats.served),
-                suite={_suite_of(item.nodeid) for item in session.items},
-                prune=settings.prune,
-            )
-        except PrisynError as error:
-            config.stash[inventory_error_key] = str(error)
+    backend = settings.backend
+    try:
+        config.stash[inventory_key] = take_inventory(
+            settings.cache_dir,
+            set(stats.served),
+            suite={_suite_of(item.nodeid) for item in session.items},
+            # A run that could not have served an entry says nothing about it.
+            backends={"simulate", "gemini"} if backend == "auto" else {backend},
+            prune=settings.prune,
+        )
+    except PrisynError as error:
+        config.stash[inventory_error_key] = f"could not list unused datasets: {error}"
 
 
 @pytest.hookimpl(wrapper=True)
@@ -407,18 +414,27 @@ def _suite_of(nodeid: str) -> str:
     return nodeid.split("::")[0].split("/")[0]
 
 
-def _ran_whole_suite(session: pytest.Session, exitstatus: int) -> bool:
-    """Whether every test of the suite was selected and the run went to the end."""
+def _incomplete_run(session: pytest.Session, exitstatus: int) -> str | None:
+    """Why this run cannot tell which datasets are unused; None if it can.
+
+    Only a run that selected the whole suite and in which every test ran to
+    the end without error or skip has asked for every dataset it needs.
+    """
     config = session.config
-    return not (
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    outcomes = getattr(reporter, "stats", {})
+    if (
         config.stash.get(deselected_key, False)
         or config.option.keyword
         or config.option.markexpr
         or config.args_source == pytest.Config.ArgsSource.ARGS
-        or exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
-        or session.shouldstop
-        or session.shouldfail
-    )
+    ):
+        return "it did not select the whole suite (paths, -k, -m or deselection)"
+    if exitstatus != pytest.ExitCode.OK or session.shouldstop or session.shouldfail:
+        return "not every test passed"
+    if outcomes.get("skipped") or outcomes.get("error"):
+        return "some tests were skipped or errored before asking for their data"
+    return None
 
 
 @pytest.hookimpl(optionalhook=True)

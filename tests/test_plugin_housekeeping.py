@@ -175,3 +175,60 @@ def test_another_suite_sharing_the_cache_keeps_its_data(
     result.assert_outcomes(passed=1)
     assert "pruned" not in result.stdout.str()
     assert len(Store(pytester.path / ".prisyn").fingerprints()) == 2
+
+
+def test_prune_never_runs_when_a_test_errored_before_asking(
+    pytester: pytest.Pytester, recorded_two: None
+) -> None:
+    broken = (
+        "import pytest\n\n@pytest.fixture\ndef database():\n"
+        "    raise RuntimeError('db down')\n"
+        + TWO_TESTS.replace(
+            "def test_gamer(prisyn_dataset):",
+            "def test_gamer(database, prisyn_dataset):",
+        )
+    )
+    pytester.makepyfile(test_suite=broken)
+
+    result = pytester.runpytest("--prisyn-backend=simulate", "--prisyn-prune")
+
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["--prisyn-prune did nothing: not every test passed"])
+    assert len(Store(pytester.path / ".prisyn").fingerprints()) == 2
+
+
+def test_prune_never_runs_when_a_test_was_skipped(
+    pytester: pytest.Pytester, recorded_two: None
+) -> None:
+    skipping = TWO_TESTS.replace(
+        "def test_gamer(prisyn_dataset):\n    pass",
+        "def test_gamer():\n    pytest.skip('no GPU here')",
+    )
+    pytester.makepyfile(test_suite=skipping)
+
+    result = pytester.runpytest("--prisyn-backend=simulate", "--prisyn-prune")
+
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(
+        ["--prisyn-prune did nothing: some tests were skipped*"]
+    )
+    assert len(Store(pytester.path / ".prisyn").fingerprints()) == 2
+
+
+def test_prune_keeps_data_of_another_backend(
+    pytester: pytest.Pytester, recorded_two: None
+) -> None:
+    store = Store(pytester.path / ".prisyn")
+    for fingerprint in store.fingerprints():
+        entry = store.get(fingerprint)
+        assert entry is not None
+        entry.metadata["backend"] = "gemini"  # as if recorded with Gemini
+        store.delete(fingerprint)
+        store.put("f" * 63 + fingerprint[-1], entry)
+    store.close()
+
+    result = pytester.runpytest("--prisyn-backend=simulate", "--prisyn-prune")
+
+    result.assert_outcomes(passed=2)
+    assert "pruned" not in result.stdout.str()
+    assert len(Store(pytester.path / ".prisyn").fingerprints()) == 4
