@@ -370,18 +370,27 @@ def cache_import(args: argparse.Namespace) -> int:
 
 def cache_prune(args: argparse.Namespace) -> int:
     """Remove entries older than a limit or made by an older data format."""
+    from pytest_prisyn.config import parse_duration
+    from pytest_prisyn.errors import ConfigError
+    from pytest_prisyn.inventory import age_seconds
     from pytest_prisyn.request import FORMAT_VERSION
 
     if args.older_than is None and not args.old_formats:
-        raise CommandError("say what to prune: --older-than DAYS and/or --old-formats")
-    cutoff = None if args.older_than is None else time.time() - args.older_than * 86400
+        raise CommandError("say what to prune: --older-than AGE and/or --old-formats")
+    try:
+        limit = parse_duration(args.older_than)
+    except ConfigError as error:
+        raise CommandError(
+            str(error).replace("prisyn max age", "--older-than")
+        ) from None
     with _open_store(args) as (store, directory):
         doomed = []
         for fingerprint in _fingerprints(store):
             assert store is not None
             metadata = store.metadata(fingerprint) or {}
             old_format = metadata.get("format_version") != FORMAT_VERSION
-            too_old = cutoff is not None and metadata.get("created_unix", 0) < cutoff
+            age = age_seconds(metadata)
+            too_old = limit is not None and age is not None and age > limit
             if (args.old_formats and old_format) or too_old:
                 doomed.append((fingerprint, metadata))
         if not doomed:
@@ -1042,7 +1051,11 @@ CACHE_PRUNE = Command(
     "remove cached datasets older than a limit or of an older data format",
     cache_prune,
     (
-        Arg("--older-than", type=float, metavar="DAYS", help="age limit in days"),
+        Arg(
+            "--older-than",
+            metavar="AGE",
+            help="age limit: 90d, 12h, 30m (minutes), or a number of days",
+        ),
         Arg(
             "--old-formats",
             action="store_true",

@@ -40,6 +40,7 @@ MANIFEST_FIELDS = (
     "model",
     "model_version",
     "created",
+    "created_unix",
     "rows",
     "usage",
     "format_version",

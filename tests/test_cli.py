@@ -850,7 +850,11 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         ([], "required: COMMAND"),
         (["fly"], "invalid choice: 'fly'"),
         (["cache"], "required: COMMAND (see 'prisyn cache --help')"),
-        (["cache", "prune"], "--older-than DAYS and/or --old-formats"),
+        (["cache", "prune"], "--older-than AGE and/or --old-formats"),
+        (
+            ["cache", "prune", "--older-than", "-5"],
+            "--older-than '-5' is not a duration",
+        ),
         (["cache", "export"], "required: DIR"),
         (["generate", "tech"], "required: -o/--output"),
         (["generate", "tech", "-o", "x.csv", "--backend", "cloud"], "'cloud'"),
@@ -976,3 +980,25 @@ def test_dry_run_estimates_without_calling_or_writing(
     )
     assert server.request_count == 0
     assert not (workdir / "never.csv").exists()
+
+
+def test_prune_by_age_keeps_imported_datasets_of_any_age_below_the_limit(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    generate(capsys, "tech", "-o", "first.csv")
+    run(capsys, "cache", "export", "data", *CACHE)
+    run(capsys, "cache", "import", "data", "--cache-dir", "fresh")
+
+    code, out, _ = run(
+        capsys,
+        "cache",
+        "prune",
+        "--older-than",
+        "3650d",
+        "--yes",
+        "--cache-dir",
+        "fresh",
+    )
+
+    assert code == cli.EXIT_OK
+    assert "nothing to prune" in out
