@@ -31,6 +31,7 @@ MARKER = (
 )
 T = TypeVar("T")
 REGEN_ALL = "--prisyn-regen=*"
+PARAMETRIZED_FIXTURES = ("prisyn_dataset", "prisyn_catalog", "prisyn_clients")
 settings_key = pytest.StashKey["prisyn_config.Settings"]()
 engine_key = pytest.StashKey["Engine | None"]()
 stats_key = pytest.StashKey[Stats]()
@@ -540,6 +541,13 @@ def _merge_marks(request: pytest.FixtureRequest) -> dict[str, Any]:
         for name, value in check_arguments(mark.args, mark.kwargs).items():
             merged.setdefault(name, value)
     param = getattr(request, "param", None)
+    if param is None:
+        # Another prisyn fixture of the same test may carry the parameter:
+        # prisyn_catalog follows an indirectly parametrized prisyn_dataset.
+        params = getattr(getattr(request.node, "callspec", None), "params", {})
+        param = next(
+            (params[name] for name in PARAMETRIZED_FIXTURES if name in params), None
+        )
     if isinstance(param, dict) and param and set(param) <= set(ARGUMENTS):
         merged.update(check_arguments((), param))
     elif param is not None:

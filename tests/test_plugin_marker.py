@@ -370,3 +370,19 @@ def test_catalog_fixture_follows_indirect_parametrization(pytester, run):
         """
     )
     run().assert_outcomes(passed=2)
+
+
+def test_catalog_and_clients_follow_an_indirectly_parametrized_dataset(pytester, run):
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.prisyn(n_users=30, n_items=60, n_interactions=600, clients=3)
+        @pytest.mark.parametrize("prisyn_dataset", ["tech", "music"], indirect=True)
+        def test_together(prisyn_dataset, prisyn_catalog, prisyn_clients):
+            assert set(prisyn_dataset["item_id"]) <= set(prisyn_catalog["item_id"])
+            profiles = {str(p) for c in prisyn_clients for p in c.train["profile"]}
+            assert profiles == set(prisyn_dataset["profile"].astype(str))
+        """
+    )
+    run().assert_outcomes(passed=2)
