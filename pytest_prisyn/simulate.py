@@ -61,6 +61,14 @@ DIURNAL = np.array(
     dtype=float,
 )
 
+# Users' UTC offsets in hours, and how common each is: the daily rhythm above
+# is local time, so a population spread over time zones smears it in UTC.
+ZONES = np.array([-8, -7, -6, -5, -4, -3, 0, 1, 2, 3, 5, 8, 9])
+ZONE_SHARES = np.array([8, 3, 6, 12, 3, 4, 10, 22, 8, 5, 8, 6, 5], dtype=float)
+ZONE_SHARES /= ZONE_SHARES.sum()
+# Share of sessions moved to the coming weekend: more activity on Sat/Sun.
+WEEKEND_PULL = 0.1
+
 _STREAM_CATALOG = 1
 _STREAM_ACTIVITY = 2
 _STREAM_ASSIGN = 3
@@ -529,11 +537,19 @@ class Simulator:
         between = rng.lognormal(np.log(SESSION_GAP_DAYS * 86_400.0), 1.2, n_sessions)
         between[session_base] = 0.0
         offset = _segment_cumsum(between, session_base, sessions)
-        start = rng.random(n_users) * np.maximum(
-            span - offset[session_base + sessions - 1], 0
-        )
+        # Every user's timeline fits the profile's span (less two days: the
+        # last session's hour of day and its length): long ones are
+        # compressed, short ones placed anywhere in it.
+        room = np.maximum(span - 2 * 86_400.0, 0.0)
+        last = offset[session_base + sessions - 1]
+        squeeze = np.where(last > room, room / np.maximum(last, 1.0), 1.0)
+        offset *= squeeze[session_user]
+        start = rng.random(n_users) * np.maximum(room - last * squeeze, 0.0)
         day = np.floor((start[session_user] + offset) / 86_400.0)
-        hour = rng.choice(24, size=n_sessions, p=DIURNAL / DIURNAL.sum())
+        day = _towards_weekends(rng, day, (room // 86_400.0)[session_user])
+        local_hour = rng.choice(24, size=n_sessions, p=DIURNAL / DIURNAL.sum())
+        zone = rng.choice(ZONES, size=n_users, p=ZONE_SHARES)[session_user]
+        hour = (local_hour - zone) % 24
         session_start = day * 86_400.0 + hour * 3600.0 + rng.random(n_sessions) * 3600.0
 
         shuffle = rng.integers(0, 1 << 20, len(local))
@@ -743,6 +759,18 @@ def _first_occurrences(keys: np.ndarray) -> np.ndarray:
     first = np.ones(len(keys), dtype=bool)
     first[order[1:]] = keys[order[1:]] != keys[order[:-1]]
     return first
+
+
+def _towards_weekends(
+    rng: np.random.Generator, day: np.ndarray, last_day: float
+) -> np.ndarray:
+    """Move some sessions to the next Saturday or Sunday (day 0 is a Monday)."""
+    weekday = day % 7
+    to_weekend = (5 - weekday) % 7 + rng.integers(0, 2, len(day))
+    to_weekend[weekday >= 5] = 0
+    moved = day + to_weekend
+    pull = (rng.random(len(day)) < WEEKEND_PULL) & (moved <= last_day)
+    return np.where(pull, moved, day)
 
 
 def _contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:

@@ -101,7 +101,7 @@ def test_golden_digest_pins_the_data_format() -> None:
     assert digest(frame) == GOLDEN
 
 
-GOLDEN = "8cf1d5b5928612f5e00784cae5e2a04ebfa926839b6949c56ecd600ea4ab5898"
+GOLDEN = "f12a4c436cd72899d3372c56cad860dd1ef88b7bb37982bd8b5c6084dba51d98"
 
 
 def test_every_user_is_capped_by_the_catalog_and_dense_requests_work() -> None:
@@ -190,3 +190,33 @@ def test_spec_with_a_half_star_scale() -> None:
     values = set(sim.frame()["rating"].unique())
     assert values <= {x / 2 for x in range(1, 11)}
     assert len(values) == 10
+
+
+def test_every_timeline_fits_the_profiles_span() -> None:
+    # Heavy users used to run years past span_days (found by a newcomer review).
+    sim = simulator(
+        {"tech": 5, "gamer": 3, "foodie": 2},
+        n_users=2000,
+        n_items=3000,
+        n_interactions=120_000,
+        seed=1,
+    )
+    frame = sim.frame()
+    start = pd.Timestamp("2024-01-01", tz="UTC")
+    spans = {name: SPECS[name].span_days for name in ("tech", "gamer", "foodie")}
+
+    assert frame["timestamp"].min() >= start
+    for name, days in spans.items():
+        rows = frame[frame["profile"] == name]
+        assert rows["timestamp"].max() <= start + pd.Timedelta(days=days)
+    late = frame["timestamp"] > start + pd.Timedelta(days=0.8 * max(spans.values()))
+    assert frame.loc[late, "user_id"].nunique() > 200
+
+
+def test_weekends_and_evenings_are_busier() -> None:
+    frame = simulator(n_users=1000, n_items=800, n_interactions=40_000).frame()
+    by_weekday = frame["timestamp"].dt.day_of_week.value_counts(normalize=True)
+    by_hour = frame["timestamp"].dt.hour.value_counts(normalize=True)
+
+    assert by_weekday[[5, 6]].mean() > 1.15 * by_weekday[[0, 1, 2, 3, 4]].mean()
+    assert by_hour.max() < 2.5 * by_hour.min()
