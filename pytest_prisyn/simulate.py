@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pytest_prisyn.errors import SpecError
+from pytest_prisyn.errors import RequestError, SpecError
 from pytest_prisyn.spec import BehaviorSpec, RatingScale
 
 if TYPE_CHECKING:
@@ -257,6 +257,19 @@ class Simulator:
 
     def _assign_profiles(self) -> None:
         per_profile = _apportion(self.n_users, self.shares, floor=0)
+        empty = [
+            name for name, n in zip(self.profiles, per_profile, strict=True) if not n
+        ]
+        if empty:
+            shares = ", ".join(
+                f"{name}={share:.3g}"
+                for name, share in zip(self.profiles, self.shares, strict=True)
+            )
+            raise RequestError(
+                f"profile(s) {', '.join(empty)} get no users: {self.n_users} users "
+                f"split by shares {shares} round to 0 for them; raise n_users or "
+                "their share"
+            )
         codes = np.repeat(np.arange(len(self.profiles)), per_profile).astype(np.int8)
         if len(self.profiles) > 1:
             codes = _rng(self.seed, _STREAM_ASSIGN).permutation(codes)

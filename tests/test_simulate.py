@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from pytest_prisyn.profiles import BUILTIN
+from pytest_prisyn.errors import RequestError
 from pytest_prisyn.request import FORMAT_VERSION
 from pytest_prisyn.simulate import Simulator
 from pytest_prisyn.spec import build_spec
@@ -220,3 +221,14 @@ def test_weekends_and_evenings_are_busier() -> None:
 
     assert by_weekday[[5, 6]].mean() > 1.15 * by_weekday[[0, 1, 2, 3, 4]].mean()
     assert by_hour.max() < 2.5 * by_hour.min()
+
+
+@pytest.mark.parametrize(
+    ("mix", "n_users"),
+    [({"tech": 0.999, "gamer": 0.001}, 10), ({"tech": 1, "gamer": 1, "music": 1}, 2)],
+)
+def test_a_profile_left_without_users_is_an_error(
+    mix: dict[str, float], n_users: int
+) -> None:
+    with pytest.raises(RequestError, match="get no users"):
+        simulator(mix, n_users=n_users, n_interactions=40)
