@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pytest_prisyn.profiles import BUILTIN
 from pytest_prisyn.errors import RequestError
+from pytest_prisyn.profiles import BUILTIN
 from pytest_prisyn.request import FORMAT_VERSION
 from pytest_prisyn.simulate import Simulator
 from pytest_prisyn.spec import build_spec
