@@ -1616,6 +1616,14 @@ async def _call(
             retryable=error.code in RETRYABLE_STATUS,
             retry_after=_retry_delay(error),
         ) from error
+    except ValueError as error:
+        # A 200 whose body is not JSON (a proxy or captive portal answering in
+        # the API's place): the SDK fails to decode it.
+        raise _AttemptFailed(
+            f"the answer was not the API's JSON ({type(error).__name__}: "
+            f"{_clip(str(error))}); is a proxy answering in its place?",
+            retryable=True,
+        ) from error
     except Exception as error:
         if cap.expired():
             raise _AttemptFailed(

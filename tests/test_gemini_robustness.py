@@ -184,6 +184,8 @@ def test_quota_without_details_backs_off_exponentially(
         Reply(200, {"candidates": []}, delay=1.5),
         # Code fences and prose around the JSON, which is broken.
         Reply.case("rows-field-debris.json"),
+        # A proxy or captive portal answering 200 with a page, not the API's JSON.
+        Reply.raw(200, "<html>Please log in to the hotel wifi</html>", "text/html"),
         pytest.param(
             Reply.case("unknown-finish-reason.json"),
             marks=pytest.mark.filterwarnings(
@@ -191,7 +193,15 @@ def test_quota_without_details_backs_off_exponentially(
             ),
         ),
     ],
-    ids=["500", "503", "html-502", "timeout", "debris", "unknown-finish-reason"],
+    ids=[
+        "500",
+        "503",
+        "html-502",
+        "timeout",
+        "debris",
+        "html-200",
+        "unknown-finish-reason",
+    ],
 )
 def test_failed_attempt_is_retried(
     server: GeminiServer, simulator: Simulator, reply: Reply
