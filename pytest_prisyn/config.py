@@ -190,6 +190,11 @@ def parse_regen(value: object) -> frozenset[str] | None:
     if value is True or value == "*":
         return frozenset()
     names = frozenset(part.strip() for part in str(value).split(",") if part.strip())
+    if not names:
+        raise ConfigError(
+            f"--prisyn-regen={value!r} names no profile; give profile names "
+            "(--prisyn-regen=tech,fitness), or a bare --prisyn-regen for all"
+        )
     return names
 
 

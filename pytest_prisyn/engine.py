@@ -217,11 +217,23 @@ class Engine:
         if request.backend == "gemini":
             self._check_may_call_gemini(request, profiles)
         started = time.perf_counter()
-        if request.backend == "simulate":
-            entry = self._simulate(request, {p.name: _spec_of(p) for p in profiles})
-        else:
-            entry = self._ask_gemini(request, profiles)
-        check_frame(entry.frame, request)
+        try:
+            if request.backend == "simulate":
+                specs = {p.name: _spec_of(p) for p in profiles}
+                entry = self._simulate(request, specs)
+            else:
+                entry = self._ask_gemini(request, profiles)
+            check_frame(entry.frame, request)
+        except MemoryError:
+            self.stats.failed.add(request.fingerprint())
+            raise GenerationError(
+                f"not enough memory to generate {request.label()}: about "
+                f"{request.n_interactions * 60 / 2**30:.1f} GiB are needed; ask for "
+                "fewer interactions"
+            ) from None
+        except PrisynError:
+            self.stats.failed.add(request.fingerprint())
+            raise
         entry.metadata.update(
             request=json.loads(request.canonical_json()),
             fingerprint=request.fingerprint(),
@@ -233,16 +245,26 @@ class Engine:
             format_version=FORMAT_VERSION,
             rows=len(entry.frame),
         )
-        try:
-            self.store.put(request.fingerprint(), entry)
-        except StoreError as error:
-            # The data is valid, only not recorded: the test may go on.
-            log.warning("dataset %s was not cached: %s", request.label(), error)
-            self.stats.unsaved += 1
+        self._record(request, entry)
         self._memory[request.fingerprint()] = entry
         self.stats.served[request.fingerprint()] = request.backend
         self.stats.seconds_generating += time.perf_counter() - started
         return entry
+
+    def _record(self, request: DatasetRequest, entry: Entry) -> None:
+        """Store a new entry; if the cache cannot take it, say why, once, and go on.
+
+        After the first failure the run stops trying (a locked database would
+        otherwise cost its full timeout for every dataset).
+        """
+        if self.stats.unsaved_reason is None:
+            try:
+                self.store.put(request.fingerprint(), entry)
+                return
+            except StoreError as error:
+                log.warning("dataset %s was not cached: %s", request.label(), error)
+                self.stats.unsaved_reason = str(error)
+        self.stats.unsaved += 1
 
     def _check_may_call_gemini(
         self, request: DatasetRequest, profiles: list[Profile]
@@ -317,7 +339,7 @@ class Engine:
                 entry = self._gemini_rows(request, profiles, specs, names, usage, fresh)
         finally:
             # Paid for, even when the dataset failed: the summary must say so.
-            self.stats.gemini_calls += usage.calls
+            self.stats.gemini_calls += usage.calls + usage.unanswered
             self.stats.gemini_retries += usage.retries
             self.stats.gemini_tokens += usage.tokens
             self.stats.add_cost(usage.cost(self._prices()))

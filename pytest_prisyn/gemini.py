@@ -201,6 +201,7 @@ class Usage:
     """
 
     calls: int = 0
+    unanswered: int = 0  # requests that got an error or no answer at all
     prompt_tokens: int = 0
     output_tokens: int = 0
     thinking_tokens: int = 0
@@ -270,6 +271,7 @@ class Usage:
             "prompt_tokens": self.prompt_tokens,
             "output_tokens": self.output_tokens,
             "thinking_tokens": self.thinking_tokens,
+            "unanswered": self.unanswered,
             "retries": self.retries,
             "reasks": self.reasks,
             "rejected_rows": self.rejected_rows,
@@ -1534,6 +1536,7 @@ async def _generate(
                 budget.estimate_cost(model, prompt_tokens, output_tokens),
                 what=f"a call to Gemini model {model!r} for {task}",
             )
+        answered = usage.calls
         try:
             with holding:
                 response = await _call(client, model, contents, config, left)
@@ -1542,6 +1545,8 @@ async def _generate(
                     budget.charge(call)
             return parse(_answer_text(response))
         except _AttemptFailed as failure:
+            if usage.calls == answered:
+                usage.unanswered += 1
             if split_truncated and failure.truncated:
                 raise _Truncated(str(failure)) from None
             elapsed = time.monotonic() - started

@@ -301,6 +301,8 @@ def pytest_terminal_summary(
     line = f"datasets: {stats.from_cache} from cache, {generated} generated"
     if generated:
         line += f" ({by_backend}) in {stats.seconds_generating:.1f}s"
+    if stats.failed:
+        line += f", {len(stats.failed)} failed"
     terminalreporter.write_line(line)
     if stats.gemini_calls or config.stash[settings_key].backend != "simulate":
         line = (
@@ -332,10 +334,9 @@ def pytest_terminal_summary(
     if config.stash.get(inventory_error_key, None):
         terminalreporter.write_line(config.stash[inventory_error_key], yellow=True)
     if stats.unsaved:
-        cache = config.stash[settings_key].cache_dir
         terminalreporter.write_line(
-            f"datasets generated but not cached: {stats.unsaved} (cannot write to "
-            f"{cache}; check its permissions or set --prisyn-cache-dir)",
+            f"datasets generated but not cached: {stats.unsaved} "
+            f"({stats.unsaved_reason})",
             yellow=True,
         )
 

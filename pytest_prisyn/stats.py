@@ -25,13 +25,15 @@ class Stats:
     saved_cost: float | None = 0.0
     damaged: int = 0
     unsaved: int = 0
+    unsaved_reason: str | None = None
+    failed: set[str] = field(default_factory=set)  # fingerprints
     stale: dict[str, str] = field(default_factory=dict)  # fingerprint -> label
     seconds_generating: float = 0.0
 
     @property
     def used(self) -> bool:
-        """Whether any dataset was asked for."""
-        return bool(self.served)
+        """Whether any dataset was asked for (served, or failed to be made)."""
+        return bool(self.served or self.failed or self.gemini_calls)
 
     @property
     def from_cache(self) -> int:
@@ -59,7 +61,9 @@ class Stats:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, for xdist's worker output."""
-        return asdict(self)
+        data = asdict(self)
+        data["failed"] = sorted(self.failed)
+        return data
 
     def merge(self, other: dict[str, Any]) -> None:
         """Add a worker's stats; a dataset generated anywhere counts as generated."""
@@ -74,6 +78,8 @@ class Stats:
         self.saved_cost = _add(self.saved_cost, other.get("saved_cost", 0.0))
         self.damaged += int(other.get("damaged", 0))
         self.unsaved += int(other.get("unsaved", 0))
+        self.unsaved_reason = self.unsaved_reason or other.get("unsaved_reason")
+        self.failed.update(other.get("failed", []))
         self.stale.update(other.get("stale", {}))
         self.seconds_generating += float(other.get("seconds_generating", 0.0))
 

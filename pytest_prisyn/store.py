@@ -40,6 +40,7 @@ MAGIC = b"PRISYN\x01"
 PARTS = ("interactions", "catalog")
 SPEC_PREFIX = "spec:"
 DATASET_PREFIX = "dataset:"
+LOCK_WAIT_S = 10.0
 # A copy of each entry's metadata, small, so listings need not read the data.
 META_PREFIX = "meta:"
 
@@ -68,6 +69,7 @@ class Store:
         self._backend: _Writable | _ReadOnly | None = None
         self.damaged: list[str] = []
         self.quarantined: Path | None = None
+        self._locked: str | None = None
 
     @property
     def read_only(self) -> bool:
@@ -218,6 +220,8 @@ class Store:
             ) from None
 
     def _open(self) -> _Writable | _ReadOnly:
+        if self._locked is not None:
+            raise StoreError(self._locked)
         if self._backend is None:
             self._backend = self._connect()
             # An SQLite handle still open while the interpreter tears down
@@ -230,6 +234,17 @@ class Store:
         database = self.directory / "cache.db"
         try:
             return _Writable(self.directory)
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error):
+                return self._read_only(error)
+            # Reading around a writer's lock could see a half-done write; fail
+            # now, and fast for every later call of this run.
+            self._locked = (
+                f"cannot open the prisyn cache at {self.directory}: {error}; another "
+                "process holds its database (a hung pytest or prisyn command?): let "
+                "it finish or stop it, then run again"
+            )
+            raise StoreError(self._locked) from None
         except sqlite3.DatabaseError as error:
             if not _unreadable(error) or not database.exists():
                 return self._read_only(error)
@@ -248,7 +263,7 @@ class Store:
             cause,
         )
         try:
-            return _ReadOnly(self.directory)
+            return _ReadOnly(self.directory, cause)
         except (OSError, sqlite3.Error) as error:
             raise StoreError(
                 f"cannot open the prisyn cache at {self.directory}: {error}"
@@ -273,7 +288,10 @@ class _Writable:
     """The normal store: a diskcache Cache with the raw-bytes Disk."""
 
     def __init__(self, directory: Path) -> None:
-        self._cache = diskcache.Cache(str(directory), disk=_RawDisk, timeout=30)
+        _wait_for_writers(directory / "cache.db", LOCK_WAIT_S)
+        self._cache = diskcache.Cache(
+            str(directory), disk=_RawDisk, timeout=LOCK_WAIT_S
+        )
 
     def get(self, key: str) -> Any:
         return self._cache.get(key, default=None)
@@ -294,8 +312,9 @@ class _Writable:
 class _ReadOnly:
     """Reads diskcache's index with SQLite in read-only mode; writes refuse."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, cause: Exception | None = None) -> None:
         self._directory = directory
+        self._why = _why_unwritable(directory, cause)
         database = directory / "cache.db"
         if database.exists():
             # immutable=1: no locks and no WAL side files, which a directory
@@ -325,10 +344,10 @@ class _ReadOnly:
         raise StoreError(f"cache entry {key} is not raw bytes (mode {mode})")
 
     def set(self, key: str, value: bytes) -> None:
-        raise StoreError(f"the prisyn cache at {self._directory} is read-only")
+        raise StoreError(self._why)
 
     def delete(self, key: str) -> None:
-        raise StoreError(f"the prisyn cache at {self._directory} is read-only")
+        raise StoreError(self._why)
 
     def keys(self) -> list[str]:
         if self._db is None:
@@ -339,6 +358,36 @@ class _ReadOnly:
     def close(self) -> None:
         if self._db is not None:
             self._db.close()
+
+
+def _wait_for_writers(database: Path, seconds: float) -> None:
+    """Raise sqlite's "database is locked" if a writer holds it past `seconds`.
+
+    diskcache retries its opening statements for a fixed minute; asking first
+    keeps a hung writer from costing that minute.
+    """
+    if not database.is_file():
+        return
+    probe = sqlite3.connect(database, timeout=seconds)
+    try:
+        probe.execute("BEGIN IMMEDIATE")
+        probe.rollback()
+    finally:
+        probe.close()
+
+
+def _why_unwritable(directory: Path, cause: Exception | None) -> str:
+    """A read-only store's explanation: what is in the way, and what to do."""
+    if directory.exists() and not directory.is_dir():
+        return (
+            f"the prisyn cache path {directory} is a file, not a directory; "
+            "remove it or set --prisyn-cache-dir"
+        )
+    detail = f" ({cause})" if cause is not None else ""
+    return (
+        f"the prisyn cache at {directory} is read-only{detail}; check its "
+        "permissions or set --prisyn-cache-dir"
+    )
 
 
 def _unreadable(error: sqlite3.DatabaseError) -> bool:

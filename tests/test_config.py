@@ -134,3 +134,10 @@ def test_one_attempt_and_one_call_at_a_time_are_allowed() -> None:
     )
 
     assert (settings.gemini_attempts, settings.concurrency) == (1, 1)
+
+
+@pytest.mark.parametrize("value", ["", ",", " , "])
+def test_regen_with_an_empty_list_is_refused(value: str) -> None:
+    # An unset $PROFILES in CI must not mean "regenerate (and pay for) everything".
+    with pytest.raises(ConfigError, match="names no profile"):
+        resolve(options={"regen": value}, ini={}, env={}, rootdir=Path())

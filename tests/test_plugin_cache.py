@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import sqlite3
+import time
 
 import pytest
 
@@ -257,6 +259,33 @@ def test_unusable_cache_dir_still_serves_data_and_says_it_was_not_cached(pyteste
     result = pytester.runpytest("--prisyn-cache-dir=not-a-dir")
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(
-        ["datasets generated but not cached: 3 (cannot write to *not-a-dir*"]
+        [
+            "datasets generated but not cached: 3 (the prisyn cache path *not-a-dir "
+            "is a file, not a directory; remove it or set --prisyn-cache-dir)"
+        ]
     )
     assert "Traceback" not in result.stdout.str()
+
+
+def test_locked_database_costs_one_timeout_and_says_why(pytester):
+    pytester.makepyfile(HASHING_SUITE)
+    pytester.runpytest("--prisyn-regen").assert_outcomes(passed=3)
+    holder = sqlite3.connect(pytester.path / ".prisyn" / "cache.db", timeout=0)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        started = time.monotonic()
+        result = pytester.runpytest("--prisyn-regen")
+        took = time.monotonic() - started
+    finally:
+        holder.rollback()
+        holder.close()
+
+    # Not read, so not regenerated either: that could mean paying Gemini again.
+    result.assert_outcomes(errors=3)
+    result.stdout.fnmatch_lines(
+        [
+            "*prisyn: cannot open the prisyn cache at *database is locked; another "
+            "process holds its database*"
+        ]
+    )
+    assert took < 25

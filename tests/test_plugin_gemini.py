@@ -259,3 +259,22 @@ def test_rows_chunks_already_paid_for_survive_a_failed_run(
     healed.assert_outcomes(passed=1)
     asked_again = server.request_count - paid
     assert 1 <= asked_again < paid
+
+
+def test_summary_reports_calls_paid_for_even_when_every_dataset_failed(
+    pytester: pytest.Pytester, server: GeminiServer
+) -> None:
+    suite(pytester, "spec")
+    server.set_handler(lambda request: Reply.error(503, "UNAVAILABLE", "overloaded"))
+
+    result = pytester.runpytest(
+        "--prisyn-backend=gemini", "-o", "prisyn_gemini_attempts=2"
+    )
+
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "datasets: 0 from cache, 0 generated, 1 failed",
+            "gemini: 2 calls (1 retried)*",
+        ]
+    )
