@@ -54,6 +54,7 @@ class DataDir:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._index: dict[str, Path] | None = None
+        self.problems: list[tuple[str, str]] = []  # folder name, what is wrong
 
     def get(self, fingerprint: str) -> Entry | None:
         """The committed entry for `fingerprint`, or None if it has none.
@@ -69,9 +70,14 @@ class DataDir:
             self._index = {}
             if self.directory.is_dir():
                 for folder in sorted(self.directory.iterdir()):
-                    manifest = _manifest(folder)
-                    if manifest is not None:
-                        self._index[manifest["fingerprint"]] = folder
+                    if not folder.is_dir() or folder.name.startswith("."):
+                        continue
+                    try:
+                        manifest = checked_manifest(folder)
+                    except StoreError as error:
+                        self.problems.append((folder.name, str(error)))
+                        continue
+                    self._index[manifest["fingerprint"]] = folder
         return self._index
 
 
@@ -102,6 +108,11 @@ def import_into(store: Store, directory: Path) -> list[str]:
     for fingerprint, folder in data.index().items():
         store.put(fingerprint, read_folder(folder))
         imported.append(fingerprint)
+    if data.problems:
+        raise StoreError(
+            f"imported {len(imported)} datasets from {directory}, but could not read "
+            + "; ".join(problem for _, problem in data.problems)
+        )
     return imported
 
 
@@ -142,9 +153,7 @@ def folder_name(fingerprint: str, metadata: dict[str, Any]) -> str:
 
 def read_folder(folder: Path) -> Entry:
     """Read and verify one dataset folder; raise `StoreError` on any damage."""
-    manifest = _manifest(folder)
-    if manifest is None:
-        raise StoreError(f"{folder} has no valid {MANIFEST}")
+    manifest = checked_manifest(folder)
     frames = {}
     for part, name in FILES.items():
         path = folder / name
@@ -161,23 +170,36 @@ def read_folder(folder: Path) -> Entry:
     return Entry(frames["frame"], frames["catalog"], metadata)
 
 
-def _manifest(folder: Path) -> dict[str, Any] | None:
-    """A folder's manifest if the folder and manifest are well-formed, else None."""
+def checked_manifest(folder: Path) -> dict[str, Any]:
+    """A folder's manifest, after checking everything that can be checked.
+
+    Raises `StoreError` saying what is wrong: a link, a name off the pattern,
+    an unreadable manifest, or a request that does not hash to its fingerprint
+    (a hand-edited manifest).
+    """
     if folder.is_symlink() or not folder.is_dir():
-        return None
+        raise StoreError(f"{folder.name} is a link or not a folder")
     if not FOLDER_PATTERN.match(folder.name):
-        return None
-    path = folder / MANIFEST
+        raise StoreError(
+            f"{folder.name} is not named <profiles>-<12 hex digits of the fingerprint>"
+        )
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(manifest, dict):
-        return None
-    fingerprint = manifest.get("fingerprint")
-    files = manifest.get("files")
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise StoreError(f"{folder.name}/{MANIFEST} is unreadable: {error}") from None
+    fingerprint = manifest.get("fingerprint") if isinstance(manifest, dict) else None
     if not isinstance(fingerprint, str) or not FINGERPRINT_PATTERN.match(fingerprint):
-        return None
-    if not folder.name.endswith(fingerprint[:12]) or not isinstance(files, dict):
-        return None
-    return manifest
+        raise StoreError(f"{folder.name}/{MANIFEST} has no valid fingerprint")
+    if not folder.name.endswith(fingerprint[:12]):
+        raise StoreError(f"{folder.name} does not match its fingerprint {fingerprint}")
+    if not isinstance(manifest.get("files"), dict):
+        raise StoreError(f"{folder.name}/{MANIFEST} lists no file checksums")
+    canonical = json.dumps(
+        manifest.get("request"), sort_keys=True, separators=(",", ":")
+    )
+    if hashlib.sha256(canonical.encode()).hexdigest() != fingerprint:
+        raise StoreError(
+            f"{folder.name}/{MANIFEST}: its request does not hash to its fingerprint "
+            "(edited by hand?); re-export it with 'prisyn cache export'"
+        )
+    return manifest  # type: ignore[no-any-return]

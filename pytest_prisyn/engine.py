@@ -200,10 +200,15 @@ class Engine:
     def _recorded(self, fingerprint: str) -> Entry | None:
         if fingerprint in self._memory:
             return self._memory[fingerprint]
-        entry = None if self.data is None else self.data.get(fingerprint)
+        entry = None
+        if self.data is not None:
+            entry = self.data.get(fingerprint)
+            self.stats.ignored_data = [problem for _, problem in self.data.problems]
         if entry is None:
             entry = self.store.get(fingerprint)
         self.stats.damaged = len(self.store.damaged)
+        if self.store.quarantined is not None:
+            self.stats.quarantined = str(self.store.quarantined)
         if entry is None or self._refused_as_stale(fingerprint, entry):
             return None
         self.stats.served[fingerprint] = FROM_CACHE

@@ -321,6 +321,14 @@ def pytest_terminal_summary(
         terminalreporter.write_line(
             f"damaged cache entries discarded and regenerated: {stats.damaged}"
         )
+    if stats.quarantined:
+        terminalreporter.write_line(
+            f"the cache index was damaged: moved aside to {stats.quarantined} and "
+            "started afresh (delete it once you no longer need it)",
+            yellow=True,
+        )
+    for problem in stats.ignored_data:
+        terminalreporter.write_line(f"committed data ignored: {problem}", yellow=True)
     if stats.stale:
         age = config.stash[settings_key].max_age or 0
         terminalreporter.write_line(

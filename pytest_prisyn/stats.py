@@ -27,13 +27,21 @@ class Stats:
     unsaved: int = 0
     unsaved_reason: str | None = None
     failed: set[str] = field(default_factory=set)  # fingerprints
+    ignored_data: list[str] = field(default_factory=list)  # damaged committed data
+    quarantined: str | None = None  # where a damaged cache index was moved
     stale: dict[str, str] = field(default_factory=dict)  # fingerprint -> label
     seconds_generating: float = 0.0
 
     @property
     def used(self) -> bool:
         """Whether any dataset was asked for (served, or failed to be made)."""
-        return bool(self.served or self.failed or self.gemini_calls)
+        return bool(
+            self.served
+            or self.failed
+            or self.gemini_calls
+            or self.ignored_data
+            or self.quarantined
+        )
 
     @property
     def from_cache(self) -> int:
@@ -80,6 +88,8 @@ class Stats:
         self.unsaved += int(other.get("unsaved", 0))
         self.unsaved_reason = self.unsaved_reason or other.get("unsaved_reason")
         self.failed.update(other.get("failed", []))
+        self.ignored_data = self.ignored_data or list(other.get("ignored_data", []))
+        self.quarantined = self.quarantined or other.get("quarantined")
         self.stale.update(other.get("stale", {}))
         self.seconds_generating += float(other.get("seconds_generating", 0.0))
 

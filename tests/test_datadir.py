@@ -17,7 +17,11 @@ from pytest_prisyn.profiles import BUILTIN
 from pytest_prisyn.simulate import Simulator
 from pytest_prisyn.store import Entry, Store
 
-FINGERPRINT = "ab" * 32
+REQUEST = {"population": [["tech", 1.0]], "n_users": 10, "seed": 1}
+# As for every real entry: the sha256 of the request's canonical JSON.
+FINGERPRINT = hashlib.sha256(
+    json.dumps(REQUEST, sort_keys=True, separators=(",", ":")).encode()
+).hexdigest()
 
 
 @pytest.fixture
@@ -31,7 +35,7 @@ def store(tmp_path: Path) -> Store:
         seed=1,
     )
     metadata = {
-        "request": {"population": [["tech", 1.0]]},
+        "request": REQUEST,
         "backend": "gemini",
         "model": "gemini-2.5-flash",
         "model_version": "gemini-2.5-flash-001",
@@ -193,3 +197,42 @@ def test_damaged_committed_data_fails_naming_the_folder(
 
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines([f"*prisyn: *{folder.name}*sha256*re-export*"])
+
+
+def test_hand_edited_request_is_refused_and_reported(
+    store: Store, tmp_path: Path
+) -> None:
+    [folder] = export(store, tmp_path / "data")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["request"]["n_users"] = 10_000
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    data = DataDir(tmp_path / "data")
+
+    assert data.get(FINGERPRINT) is None
+    [(name, problem)] = data.problems
+    assert name == folder.name
+    assert "does not hash to its fingerprint" in problem
+
+
+def test_import_names_the_folders_it_could_not_read(
+    store: Store, tmp_path: Path
+) -> None:
+    [folder] = export(store, tmp_path / "data")
+    (folder / "manifest.json").write_text("{ not json")
+
+    with pytest.raises(StoreError, match=f"{folder.name}/manifest.json is unreadable"):
+        import_into(Store(tmp_path / "fresh"), tmp_path / "data")
+
+
+def test_damaged_manifest_is_reported_in_the_summary(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(SUITE)
+    pytester.runpytest("--prisyn-backend=simulate").assert_outcomes(passed=1)
+    [folder] = export(Store(pytester.path / ".prisyn"), pytester.path / "data")
+    (folder / "manifest.json").write_text("garbage")
+
+    result = pytester.runpytest("--prisyn-backend=simulate", "--prisyn-data-dir=data")
+
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [f"committed data ignored: {folder.name}/manifest.json is unreadable*"]
+    )

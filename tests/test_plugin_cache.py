@@ -289,3 +289,16 @@ def test_locked_database_costs_one_timeout_and_says_why(pytester):
         ]
     )
     assert took < 25
+
+
+def test_damaged_index_is_moved_aside_and_the_summary_says_where(pytester):
+    pytester.makepyfile(HASHING_SUITE)
+    pytester.runpytest().assert_outcomes(passed=3)
+    (pytester.path / ".prisyn" / "cache.db").write_bytes(b"garbage" * 1000)
+
+    result = pytester.runpytest()
+
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(
+        ["the cache index was damaged: moved aside to *cache.db.damaged-*"]
+    )
