@@ -210,6 +210,7 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     except ConfigError as error:
         raise pytest.UsageError(str(error)) from None
+    _check_user_profiles(config)
     if settings.regen:
         _check_regen_names(config, settings.regen)
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
@@ -233,6 +234,22 @@ def _share_budget(
         if settings.budget_dollars is None
         else settings.budget_dollars / workers,
     )
+
+
+def _check_user_profiles(config: pytest.Config) -> None:
+    """Fail once at start-up, not in every test, on a bad [tool.prisyn] table."""
+    pyproject = _pyproject(config)
+    try:
+        declared = "[tool.prisyn" in pyproject.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return
+    if declared:
+        from pytest_prisyn.profiles import load_user_profiles
+
+        try:
+            load_user_profiles(pyproject)
+        except PrisynError as error:
+            raise pytest.UsageError(f"prisyn: {error}") from None
 
 
 def _check_regen_names(config: pytest.Config, names: frozenset[str]) -> None:

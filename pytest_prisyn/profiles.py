@@ -271,7 +271,15 @@ def load_user_profiles(pyproject: Path | None) -> dict[str, Profile]:
         document = tomllib.loads(pyproject.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ProfileError(f"cannot read profiles from {pyproject}: {error}") from None
-    tables = document.get("tool", {}).get("prisyn", {}).get("profiles", {})
+    section = document.get("tool", {}).get("prisyn", {})
+    unknown = sorted(set(section) - {"profiles"})
+    if unknown:
+        raise ProfileError(
+            f"[tool.prisyn] in {pyproject} has unknown key(s) {', '.join(unknown)}; "
+            "accepted: profiles (settings go in [tool.pytest.ini_options] as "
+            "prisyn_* keys)"
+        )
+    tables = section.get("profiles", {})
     if not isinstance(tables, Mapping):
         raise ProfileError(f"[tool.prisyn.profiles] in {pyproject} must be a table")
     return {

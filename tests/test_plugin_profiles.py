@@ -37,13 +37,27 @@ def use_profile(pytester: pytest.Pytester, profile: str) -> None:
     )
 
 
-def clean_failure(result: pytest.RunResult) -> str:
+def clean_test_failure(result: pytest.RunResult) -> str:
     """Assert one test failed or errored with a prisyn message; return the output."""
     outcomes = result.parseoutcomes()
     assert outcomes.get("errors", 0) + outcomes.get("failed", 0) == 1, outcomes
     text = result.stdout.str()
     assert "prisyn: " in text
     assert "Traceback" not in text
+    assert "pytest_prisyn/" not in text, "traceback from the plugin's internals"
+    return text
+
+
+def clean_failure(result: pytest.RunResult) -> str:
+    """Assert the run stopped at start-up with one clean prisyn usage error.
+
+    A broken [tool.prisyn] table is a configuration error: reported once,
+    before any test runs, not once per test that asks for data.
+    """
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    text = result.stderr.str()
+    assert text.count("prisyn: ") == 1, text
+    assert "Traceback" not in text + result.stdout.str()
     assert "pytest_prisyn/" not in text, "traceback from the plugin's internals"
     return text
 
@@ -98,7 +112,7 @@ def test_description_only_profile_under_simulate_needs_a_spec_or_key(pytester):
     pytester.makepyprojecttoml(DESCRIPTION_ONLY)
     use_profile(pytester, "tea")
     result = pytester.runpytest("-p", "no:cacheprovider", "--prisyn-backend=simulate")
-    text = clean_failure(result)
+    text = clean_test_failure(result)
     assert "tea" in text
     assert "spec" in text
     assert "GEMINI_API_KEY" in text
@@ -108,7 +122,7 @@ def test_description_only_profile_under_auto_without_a_key(pytester):
     pytester.makepyprojecttoml(DESCRIPTION_ONLY)
     use_profile(pytester, "tea")
     result = pytester.runpytest("-p", "no:cacheprovider")
-    text = clean_failure(result)
+    text = clean_test_failure(result)
     assert "tea" in text
     assert "no API key is set" in text
 
@@ -122,10 +136,18 @@ def test_profile_without_description_fails_clearly(pytester):
     assert "description" in text
 
 
-def test_malformed_profile_does_not_break_suites_that_use_no_data(pytester):
+def test_malformed_profile_is_reported_once_at_start_up(pytester):
     pytester.makepyprojecttoml(NO_DESCRIPTION)
     pytester.makepyfile("def test_plain():\n    pass\n")
-    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    text = clean_failure(pytester.runpytest("-p", "no:cacheprovider"))
+    assert "description" in text
+
+
+def test_unknown_prisyn_table_key_is_named(pytester):
+    pytester.makepyprojecttoml('[tool.prisyn]\nbackend = "simulate"\n')
+    pytester.makepyfile("def test_plain():\n    pass\n")
+    text = clean_failure(pytester.runpytest("-p", "no:cacheprovider"))
+    assert "unknown key(s) backend; accepted: profiles" in text
 
 
 def test_missing_spec_field_fails_clearly(pytester):
