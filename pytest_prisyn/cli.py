@@ -529,11 +529,37 @@ def _engine(args: argparse.Namespace) -> Iterator[Engine]:
         engine.close()
 
 
+def find_rootdir(start: Path | None = None) -> Path:
+    """The project root as pytest finds it: the nearest folder upwards with
+    pytest.ini, a pyproject.toml with [tool.pytest.ini_options], tox.ini or
+    setup.cfg with a pytest section; else the current directory.
+
+    So ``prisyn`` run from a subfolder uses the same cache and profiles as the
+    test suite does.
+    """
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pytest.ini").is_file():
+            return folder
+        for name, marker in (
+            ("pyproject.toml", "[tool.pytest.ini_options]"),
+            ("tox.ini", "[pytest]"),
+            ("setup.cfg", "[tool:pytest]"),
+        ):
+            path = folder / name
+            try:
+                if path.is_file() and marker in path.read_text(encoding="utf-8"):
+                    return folder
+            except (OSError, UnicodeDecodeError):
+                continue
+    return here
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     """Settings as the plugin resolves them: options, env, pyproject ini, defaults."""
     from pytest_prisyn.config import resolve
 
-    rootdir = Path.cwd()
+    rootdir = find_rootdir()
     options = {
         name: getattr(args, name, None)
         for name in ("backend", "model", "generation", "cache_dir")
@@ -566,7 +592,7 @@ def _pytest_ini(pyproject: Path) -> dict[str, Any]:
 def _registry() -> ProfileRegistry:
     from pytest_prisyn.profiles import ProfileRegistry, load_user_profiles
 
-    return ProfileRegistry(load_user_profiles(Path.cwd() / "pyproject.toml"))
+    return ProfileRegistry(load_user_profiles(find_rootdir() / "pyproject.toml"))
 
 
 def _request_label(profile: object, sizes: dict[str, int]) -> str:

@@ -1002,3 +1002,21 @@ def test_prune_by_age_keeps_imported_datasets_of_any_age_below_the_limit(
 
     assert code == cli.EXIT_OK
     assert "nothing to prune" in out
+
+
+def test_run_from_a_subfolder_uses_the_projects_cache_and_profiles(
+    capsys: pytest.CaptureFixture[str], workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (workdir / "pyproject.toml").write_text(
+        "[tool.pytest.ini_options]\n" + USER_PROFILES
+    )
+    (workdir / "tests").mkdir()
+    code, _, err = run(capsys, "generate", "tech", *SMALL, "-o", "a.csv")
+    assert code == cli.EXIT_OK, err
+    monkeypatch.chdir(workdir / "tests")
+
+    code, out, _ = run(capsys, "cache", "list")
+
+    assert code == cli.EXIT_OK
+    assert "tech" in out
+    assert "poet" in run(capsys, "profiles")[1]
