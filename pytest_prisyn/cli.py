@@ -89,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(error), error.exit_code)
     except PrisynError as error:
         return _fail(str(error), _exit_code(error))
+    except BrokenPipeError:
+        # The reader went away (e.g. `prisyn cache list | head -1`): not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except OSError as error:
         return _fail(_os_message(error), EXIT_FAILURE)
     except KeyboardInterrupt:
@@ -120,6 +124,11 @@ def generate(args: argparse.Namespace) -> int:
     from pytest_prisyn.stats import FROM_CACHE
 
     output = Path(args.output)
+    if args.format and output.exists() and not output.is_dir():
+        raise CommandError(
+            f"with --format, -o names a directory to write into; {str(output)!r} "
+            "is a file"
+        )
     write = None if args.format else _writer_for(output)
     if not output.parent.is_dir():
         raise CommandError(

@@ -8,13 +8,14 @@ the store or pytest; the store never knows about Gemini.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from pytest_prisyn import __version__
 from pytest_prisyn.config import Settings
@@ -52,6 +53,23 @@ log = logging.getLogger("pytest_prisyn")
 COLUMNS = ("user_id", "item_id", "rating", "timestamp", "profile", "category")
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _user_facing(method: Callable[P, R]) -> Callable[P, R]:
+    """Let a prisyn error reach the user's code without our internals' traceback."""
+
+    @functools.wraps(method)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except PrisynError as error:
+            raise error.with_traceback(None) from None
+
+    return call
+
+
 class Engine:
     """Finds or makes datasets for one test run (or one command-line call)."""
 
@@ -82,20 +100,24 @@ class Engine:
         """Every known profile name."""
         return self.registry.names()
 
+    @_user_facing
     def dataset(self, profile: object = None, **arguments: Any) -> pd.DataFrame:
         """The interactions frame for a request (a fresh copy each call)."""
         return _isolated(self.entry(profile, **arguments).frame)
 
+    @_user_facing
     def catalog(self, profile: object = None, **arguments: Any) -> pd.DataFrame:
         """The item catalog (item_id, name, category) of a request's dataset."""
         return _isolated(self.entry(profile, **arguments).catalog)
 
+    @_user_facing
     def clients(self, profile: object = None, **arguments: Any) -> list[Any]:
         """The dataset split into federated clients (see `federated.partition`)."""
         from pytest_prisyn import federated
 
         return federated.clients(self, profile, **arguments)
 
+    @_user_facing
     def entry(self, profile: object = None, **arguments: Any) -> Entry:
         """The recorded entry for a request: found, or generated and stored."""
         plan = self._plan(profile, arguments)
@@ -433,6 +455,7 @@ class Engine:
         )
         return answer.spec, answer.item_names
 
+    @_user_facing
     def estimate(self, profile: object = None, **arguments: Any) -> Any:
         """What generating a request with Gemini would cost, without calling it.
 

@@ -87,12 +87,17 @@ def clients(engine: Engine, profile: object = None, **arguments: Any) -> list[Cl
         arguments["profile"] = profile
     chosen = {
         name: arguments.pop(name)
-        for name in (*CLIENT_DEFAULTS, "beta", "devices")
+        for name in (*CLIENT_DEFAULTS, "beta", "devices", "max_samples")
         if name in arguments
     }
     frame = engine.dataset(**arguments)
     strategy = chosen.get("partition", CLIENT_DEFAULTS["partition"])
     default_clients = None if strategy == "natural" else CLIENT_DEFAULTS["clients"]
+    # One client per user: a user's own history (a train row and a test row
+    # at least) is the natural floor, not the pooled strategies' default.
+    default_minimum = (
+        2 if strategy == "natural" else CLIENT_DEFAULTS["min_client_interactions"]
+    )
     return partition(
         frame,
         strategy=strategy,
@@ -102,9 +107,7 @@ def clients(engine: Engine, profile: object = None, **arguments: Any) -> list[Cl
         classes_per_client=chosen.get(
             "classes_per_client", CLIENT_DEFAULTS["classes_per_client"]
         ),
-        min_client_interactions=chosen.get(
-            "min_client_interactions", CLIENT_DEFAULTS["min_client_interactions"]
-        ),
+        min_client_interactions=chosen.get("min_client_interactions", default_minimum),
         test_per_user=chosen.get("test_per_user", CLIENT_DEFAULTS["test_per_user"]),
     )
 
@@ -352,6 +355,7 @@ def fedprox_devices(**arguments: Any) -> list[Device]:
         devices=arguments.get("devices", 30),
         seed=arguments.get("seed", 0),
         iid=variant == "iid",
+        max_samples=arguments.get("max_samples"),
     )
 
 

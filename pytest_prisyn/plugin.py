@@ -321,7 +321,11 @@ def pytest_terminal_summary(
     if stats.failed:
         line += f", {len(stats.failed)} failed"
     terminalreporter.write_line(line)
-    if stats.gemini_calls or config.stash[settings_key].backend != "simulate":
+    if (
+        stats.gemini_calls
+        or stats.saved_tokens
+        or config.stash[settings_key].backend == "gemini"
+    ):
         line = (
             f"gemini: {stats.gemini_calls} {_plural(stats.gemini_calls, 'call')}"
             f" ({stats.gemini_retries} retried), {stats.gemini_tokens:,} "
@@ -347,11 +351,12 @@ def pytest_terminal_summary(
     for problem in stats.ignored_data:
         terminalreporter.write_line(f"committed data ignored: {problem}", yellow=True)
     if stats.stale:
-        age = config.stash[settings_key].max_age or 0
+        labels = sorted(stats.stale.values())
+        shown = ", ".join(labels[:5]) + (", ..." if len(labels) > 5 else "")
         terminalreporter.write_line(
-            f"datasets older than {age / 86400:g} days: {len(stats.stale)} "
-            f"({', '.join(sorted(stats.stale.values())[:5])}); regenerate them with "
-            "--prisyn-regen, or use --prisyn-refuse-stale to treat them as missing",
+            f"datasets older than {_age(config.stash[settings_key].max_age or 0)}: "
+            f"{len(labels)} ({shown}); regenerate them with --prisyn-regen, or use "
+            "--prisyn-refuse-stale to treat them as missing",
             yellow=True,
         )
     if inventory is not None:
@@ -502,6 +507,14 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     engine = config.stash.get(engine_key, None)
     if engine is not None:
         engine.close()
+
+
+def _age(seconds: float) -> str:
+    """A duration in the unit it was most likely given in: 30d, 12h, 90m."""
+    for unit, size in (("d", 86_400), ("h", 3_600)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds / 60:g}m"
 
 
 def _dollars(amount: float | None) -> str:

@@ -48,6 +48,7 @@ FEDERATED_ARGUMENTS = (
     "classes_per_client",
     "min_client_interactions",
     "test_per_user",
+    "max_samples",
 )
 ARGUMENTS = DATASET_ARGUMENTS + FEDERATED_ARGUMENTS
 DEFAULTS: dict[str, Any] = {

@@ -1020,3 +1020,36 @@ def test_run_from_a_subfolder_uses_the_projects_cache_and_profiles(
     assert code == cli.EXIT_OK
     assert "tech" in out
     assert "poet" in run(capsys, "profiles")[1]
+
+
+def test_format_output_must_be_a_directory(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    (workdir / "x.csv").write_text("already here")
+
+    code, _, err = generate(capsys, "tech", "--format", "recbole", "-o", "x.csv")
+
+    assert code == cli.EXIT_USAGE
+    assert_error(err, "with --format, -o names a directory", "'x.csv' is a file")
+
+
+def test_a_closed_pipe_is_not_an_error(workdir: Path) -> None:
+    script = Path(sysconfig.get_path("scripts")) / "prisyn"
+    prisyn = str(script) if script.exists() else shutil.which("prisyn")
+    assert prisyn is not None
+    for seed in range(3):
+        subprocess.run(
+            [prisyn, "generate", "tech", *SMALL, "--seed", str(seed), "-o", "a.csv"],
+            check=True,
+            capture_output=True,
+        )
+    listing = subprocess.Popen(
+        [prisyn, "cache", "list"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert listing.stdout is not None
+    listing.stdout.readline()
+    listing.stdout.close()  # as `| head -1` does
+
+    assert listing.wait(timeout=60) == cli.EXIT_OK
+    assert listing.stderr is not None
+    assert b"Broken pipe" not in listing.stderr.read()

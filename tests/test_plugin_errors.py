@@ -189,3 +189,29 @@ def test_gemini_key_in_dotenv_is_found(pytester):
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["prisyn: *key from GEMINI_API_KEY in .env*"])
     assert "sk-from-dotenv-456" not in result.stdout.str()
+
+
+def test_engine_errors_in_a_users_own_fixture_show_no_plugin_internals(pytester):
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture(scope="module")
+        def ratings(prisyn):
+            return prisyn.dataset("nope", n_users=10, n_interactions=100)
+
+        def test_uses(ratings):
+            pass
+        """
+    )
+    result = pytester.runpytest()
+
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        ["*return prisyn.dataset(*", "E *ProfileError: unknown profile 'nope'*"]
+    )
+    # One frame at the engine's door, none from deep inside it.
+    text = result.stdout.str()
+    assert "pytest_prisyn/engine.py" in text
+    for internal in ("request.py", "profiles.py", "_plan", "def entry"):
+        assert internal not in text

@@ -228,3 +228,20 @@ def test_fixtures_are_listed_with_their_docstrings(pytester):
             "*FedProx ``Synthetic(alpha, beta)`` devices*",
         ]
     )
+
+
+def test_natural_partition_works_with_default_settings(
+    pytester: pytest.Pytester,
+) -> None:
+    # Personas give users at least 5 interactions; the pooled strategies'
+    # default minimum of 10 per client must not apply to one-user clients.
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.prisyn("tech", n_users=30, n_interactions=600, partition="natural")
+        def test_clients(prisyn_clients):
+            assert len(prisyn_clients) == 30
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=1)

@@ -126,7 +126,7 @@ def test_max_age_flags_then_refuses_stale_entries(
 
     flagged = pytester.runpytest("--prisyn-backend=simulate", "--prisyn-max-age=30d")
     flagged.stdout.fnmatch_lines(
-        ["*2 from cache, 0 generated*", "datasets older than 30 days: 2 (*"]
+        ["*2 from cache, 0 generated*", "datasets older than 30d: 2 (*"]
     )
 
     refused = pytester.runpytest(

@@ -106,9 +106,8 @@ def test_auto_backend_without_a_key_uses_the_simulator(pytester):
     result = pytester.runpytest()
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*1 generated (simulate: 1)*"])
-    result.stdout.fnmatch_lines(
-        ["gemini: 0 calls (0 retried), 0 tokens, estimated cost $0.0000"]
-    )
+    # Nothing was asked of Gemini, so no line about it.
+    assert "gemini: " not in result.stdout.str()
 
 
 def test_cold_cache_run_reports_nothing_from_cache(pytester):
