@@ -75,6 +75,7 @@ _STREAM_ASSIGN = 3
 _STREAM_BLOCK = 5
 _STREAM_NAMES = 6
 
+_SERIES = ("", "Pro", "Lite", "Max", "Mini", "Plus", "Air", "One", "X", "S", "Ultra")
 _ADJECTIVES = [
     "Aurora",
     "Bold",
@@ -809,8 +810,8 @@ def _name_items(
     """Readable, unique item names: Gemini's where given, invented otherwise."""
     used: dict[str, int] = {}
     names: list[str] = []
-    adjectives = rng.permutation(_ADJECTIVES)
-    for item, code in enumerate(item_category):
+    adjectives = [str(word) for word in rng.permutation(_ADJECTIVES)]
+    for code in item_category:
         category = categories[code]
         pool = given.get(category, ())
         seen = used.get(category, 0)
@@ -818,6 +819,20 @@ def _name_items(
         if seen < len(pool):
             names.append(pool[seen])
             continue
-        noun = category.replace("-", " ").title()
-        names.append(f"{adjectives[item % len(adjectives)]} {noun} {item + 1}")
+        names.append(_invented_name(category, seen - len(pool), adjectives))
     return names
+
+
+def _invented_name(category: str, index: int, adjectives: Sequence[str]) -> str:
+    """The index-th name of a category: "Amber Laptops", "Amber Laptops Pro", ...
+
+    Adjective x series gives each category 330 distinct names before a
+    number has to tell two apart.
+    """
+    noun = category.replace("-", " ").title()
+    adjective = adjectives[index % len(adjectives)]
+    round_ = index // len(adjectives)
+    series = _SERIES[round_ % len(_SERIES)]
+    name = f"{adjective} {noun} {series}".rstrip()
+    edition = round_ // len(_SERIES)
+    return f"{name} {edition + 1}" if edition else name
