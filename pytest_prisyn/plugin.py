@@ -27,7 +27,10 @@ if TYPE_CHECKING:
 MARKER = (
     "prisyn(profile, *, n_users=100, n_items=300, n_interactions=3000, seed=0, "
     "generation=None): synthetic interaction data for the prisyn_dataset fixture; "
-    "profile is a name, a list of names or a mapping name -> share of users."
+    "profile is a name, a list of names or a mapping name -> share of users. "
+    "prisyn_clients also reads clients, partition, alpha, classes_per_client, "
+    "min_client_interactions, test_per_user; prisyn_fedprox_synthetic reads alpha, "
+    "beta, devices, seed, max_samples."
 )
 T = TypeVar("T")
 REGEN_ALL = "--prisyn-regen=*"
