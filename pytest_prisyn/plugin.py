@@ -390,6 +390,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         workeroutput["prisyn_stats"] = stats.to_dict()
         return
     settings = config.stash[settings_key]
+    if config.option.collectonly or not (stats.used or settings.prune):
+        return  # nothing to say, and nothing heavy imported for it
+    if not (settings.cache_dir / "cache.db").is_file():
+        return
     why_not = _incomplete_run(session, exitstatus)
     if why_not is not None:
         if settings.prune:
