@@ -5,7 +5,8 @@ An entry's value is one byte string laid out as::
     b"PRISYN\\x01"  magic and layout version
     8 bytes         length of the header, big-endian
     header          UTF-8 JSON: metadata, and for each part its size and sha256
-    parts           Parquet bytes of the interactions, then of the item catalog
+    parts           the interactions, then the item catalog, each an Arrow IPC
+                    stream (LZ4); parts without an "encoding" are Parquet
 
 Every part's checksum is verified on read; an entry that fails any check is
 reported as damaged, deleted, and treated as a miss. diskcache's own pickle
@@ -38,6 +39,9 @@ log = logging.getLogger("pytest_prisyn")
 
 MAGIC = b"PRISYN\x01"
 PARTS = ("interactions", "catalog")
+# Cache values hold Arrow IPC streams (LZ4): decoded an order of magnitude faster
+# than Parquet on one thread. Entries written as Parquet (no "encoding") still read.
+ARROW = "arrow-ipc-lz4"
 SPEC_PREFIX = "spec:"
 DATASET_PREFIX = "dataset:"
 LOCK_WAIT_S = 10.0
@@ -397,12 +401,13 @@ def _unreadable(error: sqlite3.DatabaseError) -> bool:
 
 def encode(entry: Entry) -> bytes:
     """Serialise an entry to the documented byte layout."""
-    parts = [write_parquet(entry.frame), write_parquet(entry.catalog)]
+    parts = [write_arrow(entry.frame), write_arrow(entry.catalog)]
     header = {
         "metadata": entry.metadata,
         "parts": [
             {
                 "name": name,
+                "encoding": ARROW,
                 "size": len(part),
                 "sha256": hashlib.sha256(part).hexdigest(),
             }
@@ -427,7 +432,8 @@ def decode(raw: bytes) -> Entry:
             or hashlib.sha256(part).hexdigest() != spec["sha256"]
         ):
             raise StoreError(f"{name} part is truncated or fails its checksum")
-        frames.append(read_parquet(part, f"{name} part"))
+        read = read_arrow if spec.get("encoding") == ARROW else read_parquet
+        frames.append(read(part, f"{name} part"))
     if len(frames) != len(PARTS) or offset != len(raw):
         raise StoreError("entry has missing or trailing parts")
     return Entry(frames[0], frames[1], metadata)
@@ -448,6 +454,31 @@ def _split(raw: bytes) -> tuple[dict[str, Any], int]:
     except (ValueError, KeyError, TypeError) as error:
         raise StoreError(f"unreadable entry header: {error}") from None
     return header, start + size
+
+
+def write_arrow(frame: pd.DataFrame) -> bytes:
+    """A frame as an LZ4-compressed Arrow IPC stream, without its index."""
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    sink = pa.BufferOutputStream()
+    options = pa.ipc.IpcWriteOptions(compression="lz4")
+    with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def read_arrow(payload: bytes, name: str) -> pd.DataFrame:
+    """An Arrow IPC stream to a frame, single-threaded (see `read_parquet`)."""
+    import pyarrow as pa
+
+    try:
+        options = pa.ipc.IpcReadOptions(use_threads=False)
+        with pa.ipc.open_stream(pa.BufferReader(payload), options=options) as reader:
+            frame: pd.DataFrame = reader.read_all().to_pandas(use_threads=False)
+    except Exception as error:
+        raise StoreError(f"{name} is not a readable Arrow stream: {error}") from None
+    return frame
 
 
 def read_parquet(payload: bytes, name: str) -> pd.DataFrame:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import multiprocessing
 import os
 import pickle
@@ -26,6 +28,7 @@ from pytest_prisyn.store import (
     _ReadOnly,
     decode,
     encode,
+    write_parquet,
 )
 
 
@@ -235,3 +238,25 @@ def test_written_entry_is_the_data_plus_a_metadata_copy(
 
     assert rows == [(DATASET_PREFIX + "abc",), ("meta:abc",)]
     assert Store(tmp_path).metadata("abc") == entry.metadata
+
+
+def test_parquet_parts_still_read(entry: Entry) -> None:
+    parts = [write_parquet(entry.frame), write_parquet(entry.catalog)]
+    header = {
+        "metadata": {"rows": 200},
+        "parts": [
+            {
+                "name": name,
+                "size": len(part),
+                "sha256": hashlib.sha256(part).hexdigest(),
+            }
+            for name, part in zip(("interactions", "catalog"), parts, strict=True)
+        ],
+    }
+    head = json.dumps(header).encode()
+    raw = b"PRISYN\x01" + len(head).to_bytes(8, "big") + head + b"".join(parts)
+
+    again = decode(raw)
+
+    pd.testing.assert_frame_equal(again.frame, entry.frame)
+    pd.testing.assert_frame_equal(again.catalog, entry.catalog)
