@@ -22,6 +22,23 @@ def test_gamer(prisyn_dataset):
 """
 
 
+def rewrite_entries(
+    pytester: pytest.Pytester, changes: dict[str, object], rekey: str | None = None
+) -> None:
+    """Change every recorded entry's metadata; with `rekey`, move it to a new
+    fingerprint (made of that digit), as if another request had recorded it."""
+    store = Store(pytester.path / ".prisyn")
+    for fingerprint in store.fingerprints():
+        entry = store.get(fingerprint)
+        assert entry is not None
+        entry.metadata.update(changes)
+        if rekey is not None:
+            store.delete(fingerprint)
+            fingerprint = rekey * 63 + fingerprint[-1]
+        store.put(fingerprint, entry)
+    store.close()
+
+
 @pytest.fixture
 def recorded_two(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_suite=TWO_TESTS)
@@ -96,14 +113,7 @@ def test_prune_deletes_only_the_unused(
 def test_old_format_entries_are_reported(
     pytester: pytest.Pytester, recorded_two: None
 ) -> None:
-    store = Store(pytester.path / ".prisyn")
-    for fingerprint in store.fingerprints():
-        entry = store.get(fingerprint)
-        assert entry is not None
-        entry.metadata["format_version"] = 0
-        store.delete(fingerprint)
-        store.put("0" * 63 + fingerprint[-1], entry)
-    store.close()
+    rewrite_entries(pytester, {"format_version": 0}, rekey="0")
 
     result = pytester.runpytest("--prisyn-backend=simulate")
 
@@ -116,13 +126,7 @@ def test_old_format_entries_are_reported(
 def test_max_age_flags_then_refuses_stale_entries(
     pytester: pytest.Pytester, recorded_two: None
 ) -> None:
-    store = Store(pytester.path / ".prisyn")
-    for fingerprint in store.fingerprints():
-        entry = store.get(fingerprint)
-        assert entry is not None
-        entry.metadata["created_unix"] = time.time() - 40 * 86_400
-        store.put(fingerprint, entry)
-    store.close()
+    rewrite_entries(pytester, {"created_unix": time.time() - 40 * 86_400})
 
     flagged = pytester.runpytest("--prisyn-backend=simulate", "--prisyn-max-age=30d")
     flagged.stdout.fnmatch_lines(
@@ -218,14 +222,7 @@ def test_prune_never_runs_when_a_test_was_skipped(
 def test_prune_keeps_data_of_another_backend(
     pytester: pytest.Pytester, recorded_two: None
 ) -> None:
-    store = Store(pytester.path / ".prisyn")
-    for fingerprint in store.fingerprints():
-        entry = store.get(fingerprint)
-        assert entry is not None
-        entry.metadata["backend"] = "gemini"  # as if recorded with Gemini
-        store.delete(fingerprint)
-        store.put("f" * 63 + fingerprint[-1], entry)
-    store.close()
+    rewrite_entries(pytester, {"backend": "gemini"}, rekey="f")  # as if by Gemini
 
     result = pytester.runpytest("--prisyn-backend=simulate", "--prisyn-prune")
 
