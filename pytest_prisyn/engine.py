@@ -554,10 +554,7 @@ class _RequestMaker:
         self.generation = generation
 
     def make(self, **fields: Any) -> DatasetRequest:
-        """The request for one backend."""
-        return self(**fields)
-
-    def __call__(self, **fields: Any) -> DatasetRequest:
+        """The request for one backend (`fields`: backend, model, generation)."""
         n_users, n_items, n_interactions, seed = self.sizes
         return DatasetRequest(
             population=self.population,
