@@ -275,3 +275,28 @@ def test_bad_gemini_timeout_in_ini_is_a_usage_error(pytester):
     result = pytester.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*prisyn_gemini_timeout*soon*"])
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("--prisyn-concurrency=0", "prisyn_concurrency '0' must be a whole number"),
+        ("--prisyn-budget=lots", "prisyn budget 'lots' is not understood"),
+        ("--prisyn-max-age=soon", "prisyn max age 'soon' is not a duration"),
+    ],
+)
+def test_gemini_limits_are_checked_at_start_up(pytester, option, message):
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+
+    result = pytester.runpytest(option)
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{message}*"])
+
+
+def test_gemini_limits_accept_good_values(pytester):
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+
+    result = pytester.runpytest("--prisyn-concurrency=8", "--prisyn-budget=500000,$2")
+
+    result.assert_outcomes(passed=1)
