@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 
 import pandas as pd
 import pytest
+
+from pytest_prisyn.config import Settings
+from pytest_prisyn.engine import Engine
+from pytest_prisyn.profiles import ProfileRegistry
 
 CLEARED_VARIABLES = (
     "GEMINI_API_KEY",
@@ -48,3 +53,12 @@ def clean_prisyn_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in CLEARED_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """A simulator-only engine with its own cache, shared by one test module."""
+    cache = tmp_path_factory.mktemp("prisyn-cache")
+    made = Engine(Settings(backend="simulate", cache_dir=cache), ProfileRegistry({}))
+    yield made
+    made.close()

@@ -11,23 +11,15 @@ import pandas as pd
 import pytest
 
 from pytest_prisyn import federated
-from pytest_prisyn.config import Settings
 from pytest_prisyn.engine import Engine
 from pytest_prisyn.errors import RequestError
 from pytest_prisyn.federated import Client, heterogeneity, partition, synthetic
-from pytest_prisyn.profiles import ProfileRegistry
 from pytest_prisyn.quality import gini, js_divergence
 
 SMALL = {"n_users": 60, "n_items": 300, "n_interactions": 1500}
 LARGER = {"n_users": 200, "n_items": 300, "n_interactions": 5000}
 SEEDED = ("iid", "dirichlet", "pathological", "size")
 KEEPS_EVERY_ROW = ("natural", "grouped", "iid", "dirichlet", "size")
-
-
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
-    cache = tmp_path_factory.mktemp("prisyn-cache")
-    return Engine(Settings(backend="simulate", cache_dir=cache), ProfileRegistry({}))
 
 
 @pytest.fixture(scope="module")
@@ -591,16 +583,10 @@ def test_plain_columns_work_too():
     assert report.category_js_pairwise > 0
 
 
-def test_engine_clients_matches_the_fixture_path(tmp_path) -> None:
-    from pytest_prisyn.config import Settings
-    from pytest_prisyn.engine import Engine
-    from pytest_prisyn.profiles import ProfileRegistry
-
-    engine = Engine(Settings(backend="simulate", cache_dir=tmp_path), ProfileRegistry())
+def test_engine_clients_matches_the_fixture_path(engine: Engine) -> None:
     made = engine.clients(
         "tech", n_users=40, n_interactions=800, clients=4, partition="iid"
     )
 
     assert len(made) == 4
     assert sum(len(c.train) + len(c.test) for c in made) == 800
-    engine.close()

@@ -16,11 +16,9 @@ import pandas as pd
 import pytest
 
 from pytest_prisyn import formats
-from pytest_prisyn.config import Settings
 from pytest_prisyn.engine import Engine
 from pytest_prisyn.errors import PrisynError, RequestError
 from pytest_prisyn.formats import MissingDependencyError
-from pytest_prisyn.profiles import ProfileRegistry
 
 SIZES = {"n_users": 40, "n_items": 120, "n_interactions": 800}
 RECBOLE_TYPES = {"token", "token_seq", "float", "float_seq"}
@@ -29,12 +27,6 @@ RECBOLE_TYPES = {"token", "token_seq", "float", "float_seq"}
 def optional(name: str) -> ModuleType:
     """An optional library these tests check against (installed in CI)."""
     return importlib.import_module(name)
-
-
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
-    cache = tmp_path_factory.mktemp("prisyn-cache")
-    return Engine(Settings(backend="simulate", cache_dir=cache), ProfileRegistry({}))
 
 
 @pytest.fixture(scope="module")
