@@ -398,8 +398,10 @@ class Engine:
             attempts=self.settings.gemini_attempts,
             max_total_s=self.settings.gemini_max_total,
             concurrency=self.settings.concurrency,
-            # Regenerating must not replay the chunks it means to replace.
-            chunk_cache=None if fresh else _ChunkStore(self.store),
+            # Regenerating must not replay the rows it means to replace, but
+            # keeps the new ones as it goes.
+            chunk_cache=_RowsStore(self.store),
+            reuse=not fresh,
             budget=self._budget(),
             progress=lambda done: self.on_progress(label, done),
         )
@@ -407,7 +409,7 @@ class Engine:
         entry.metadata.update(
             rejected_rows=rows.rejected,
             reasks=rows.reasks,
-            chunks_from_cache=rows.from_cache,
+            rows_from_cache=rows.from_cache,
         )
         return entry
 
@@ -472,6 +474,7 @@ class Engine:
             return gemini.Estimate(0, 0, 0, 0.0)
         total = gemini.Estimate(0, 0, 0, 0.0)
         specs = {}
+        names: dict[str, list[str]] = {}
         for profile_ in plan.profiles:
             cached = self.store.get_json(_spec_key(profile_, self.settings.model))
             if cached is None:
@@ -481,9 +484,15 @@ class Engine:
                         profile_, self.settings.model, prices=self._prices()
                     ),
                 )
-            specs[profile_.name] = profile_.spec or _placeholder_spec(profile_)
+                specs[profile_.name] = profile_.spec or _placeholder_spec(profile_)
+                continue
+            # The catalog the rows will use, so the rows cache is looked up
+            # under the keys the run would use.
+            specs[profile_.name] = build_spec(cached["spec"], owner=profile_.name)
+            for category, listed in cached["item_names"].items():
+                names.setdefault(category, []).extend(listed)
         if plan.generation == "rows":
-            simulator = _simulator(as_gemini, specs, None)
+            simulator = _simulator(as_gemini, specs, names or None)
             total = _plus(
                 total,
                 gemini.estimate_rows(
@@ -491,7 +500,7 @@ class Engine:
                     self.settings.model,
                     prices=self._prices(),
                     descriptions={p.name: p.description for p in plan.profiles},
-                    chunk_cache=_ChunkStore(self.store),
+                    chunk_cache=_RowsStore(self.store),
                 ),
             )
         return total
@@ -603,10 +612,10 @@ def _redacting(secret: str) -> Iterator[None]:
             logger.removeFilter(redactor)
 
 
-class _ChunkStore:
-    """Rows chunks Gemini wrote, kept in the store so a failed run keeps them."""
+class _RowsStore:
+    """Each user's rows Gemini wrote, kept in the store so no row is paid twice."""
 
-    prefix = "chunk-"
+    prefix = "rows-"
 
     def __init__(self, store: Store) -> None:
         self.store = store

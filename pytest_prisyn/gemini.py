@@ -113,8 +113,8 @@ CHARS_PER_TOKEN = 4
 ROW_OUTPUT_TOKENS = 48
 ROWS_ANSWER_TOKENS = 10
 SPEC_OUTPUT_TOKENS = 2500
-# Part of every chunk-cache key; bump it when the meaning of a chunk's rows changes.
-CHUNK_KEY_VERSION = "prisyn-rows-chunk-1"
+# Part of every rows-cache key; bump it when the meaning of cached rows changes.
+ROWS_KEY_VERSION = "prisyn-user-rows-1"
 _GOOGLE_KEY = re.compile(r"AIza[0-9A-Za-z_\-]{20,}")
 _HTML_TAG = re.compile(r"<[^>]*>")
 
@@ -209,7 +209,7 @@ class Usage:
     reasks: int = 0
     rejected_rows: int = 0
     splits: int = 0
-    chunks_from_cache: int = 0
+    rows_from_cache: int = 0
     model_versions: list[str] = field(default_factory=list)
     per_call: list[CallUsage] = field(default_factory=list)
 
@@ -276,7 +276,7 @@ class Usage:
             "reasks": self.reasks,
             "rejected_rows": self.rejected_rows,
             "splits": self.splits,
-            "chunks_from_cache": self.chunks_from_cache,
+            "rows_from_cache": self.rows_from_cache,
             "model_versions": list(self.model_versions),
             "per_call": [asdict(call) for call in self.per_call],
             "cost_usd": self.cost(prices),
@@ -465,7 +465,12 @@ class Estimate:
 
 @dataclass(frozen=True)
 class Progress:
-    """Where a rows-mode generation stands, reported after each finished chunk."""
+    """Where a rows-mode generation stands: reported once the cached rows are
+    read (chunks_done 0), then after each finished chunk.
+
+    rows_kept counts every row the dataset has so far, from_cache those of
+    them read from the rows cache.
+    """
 
     chunks_done: int
     chunks_total: int
@@ -476,13 +481,17 @@ class Progress:
 
 
 class ChunkCache(Protocol):
-    """Where rows-mode chunks are kept once complete, so no chunk is paid twice."""
+    """Where rows mode keeps the rows Gemini wrote, so no row is paid for twice.
+
+    Each key holds one user's valid rows (see `_RowsCache`); a value may hold
+    fewer rows than a request wants: the next run asks only for the rest.
+    """
 
     def get(self, key: str) -> list[dict[str, Any]] | None:
         """Return the rows stored under key, or None."""
 
     def put(self, key: str, rows: list[dict[str, Any]]) -> None:
-        """Store a complete, valid chunk's rows under key."""
+        """Store valid rows under key, replacing what was there."""
 
 
 # -- spec mode ---------------------------------------------------------------------
@@ -706,7 +715,7 @@ class RowsAnswer:
     timestamp_s: np.ndarray
     rejected: int
     reasks: int
-    from_cache: int = 0  # chunks served from the chunk cache
+    from_cache: int = 0  # rows read from the rows cache
 
 
 # Sent to Gemini as the response schema, like SpecReply.
@@ -774,27 +783,33 @@ def write_rows(
     max_total_s: float = DEFAULT_MAX_TOTAL_S,
     concurrency: int = DEFAULT_CONCURRENCY,
     chunk_cache: ChunkCache | None = None,
+    reuse: bool = True,
     budget: Budget | None = None,
     progress: Callable[[Progress], None] | None = None,
 ) -> RowsAnswer:
     """Ask Gemini to write the interactions the simulator plans, chunks in parallel.
 
-    At most `concurrency` chunks are asked at once; the answer is assembled in
-    chunk order, so it does not depend on which call finished first. Each
-    chunk complete and valid is put in `chunk_cache` at once, and a chunk found
-    there is not asked again. `progress` is called after each finished chunk,
-    never twice at once, on the thread running the event loop: the calling
-    thread, or a worker thread while the caller waits if the calling thread
-    already runs an event loop (an async test, for example).
+    Each user's rows are read from `chunk_cache` first (unless `reuse` is
+    false), and only what is missing is asked for: the users still short
+    are split into chunks of about `chunk_rows` rows, at most `concurrency`
+    asked at once. Every valid row is put in `chunk_cache` as soon as it is
+    accepted, so a run that fails keeps what it paid for and a bigger
+    request tops each user up. The answer is assembled in user order, so it
+    does not depend on which call finished first. `progress` is called once
+    the cache is read and after each finished chunk, never twice at once, on
+    the thread running the event loop: the calling thread, or a worker thread
+    while the caller waits if the calling thread already runs an event loop
+    (an async test, for example).
     """
     if max_reasks < 0:
         raise ValueError(f"max_reasks must be at least 0, got {max_reasks}")
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+    plan = _Plan.from_simulator(simulator, descriptions)
     job = _RowsJob(
         client=client,
         model=model,
-        plan=_Plan.from_simulator(simulator, descriptions),
+        plan=plan,
         usage=usage,
         retry=_Retry(attempts, backoff_s, max_backoff_s, max_total_s),
         budget=budget,
@@ -802,12 +817,17 @@ def write_rows(
         thinking_budget=thinking_budget,
         temperature=temperature,
         schema=rows_schema(),
+        cache=_RowsCache(model, plan, chunk_cache, reuse=reuse),
     )
-    chunks = _chunk_users(np.asarray(simulator.counts), chunk_rows)
+    wanted = _wanted(simulator)
+    kept = job.cache.load(wanted)
+    from_cache = sum(len(rows) for rows in kept.values())
+    usage.rows_from_cache += from_cache
+    chunks = _chunk_users(wanted, kept, chunk_rows)
     results = _run_async(
-        lambda: _write_chunks(job, chunks, concurrency, chunk_cache, progress)
+        lambda: _write_chunks(job, chunks, kept, concurrency, from_cache, progress)
     )
-    return _assemble(results)
+    return _assemble(kept, results, from_cache)
 
 
 def estimate_rows(
@@ -821,19 +841,19 @@ def estimate_rows(
 ) -> Estimate:
     """Estimate what write_rows would cost, without calling Gemini.
 
-    Chunks already in `chunk_cache` cost nothing (pass the descriptions
-    write_rows gets: they are part of each chunk's task). Retries and re-asks
-    are not foreseen: the estimate is what a run that goes well costs.
+    Rows already in `chunk_cache` cost nothing (pass the descriptions
+    write_rows gets: they are part of each user's cache key). Retries and
+    re-asks are not foreseen: the estimate is what a run that goes well costs.
     """
     plan = _Plan.from_simulator(simulator, descriptions or {})
+    wanted = _wanted(simulator)
+    kept = _RowsCache(model, plan, chunk_cache).load(wanted)
     schema = rows_schema()
     calls = []
-    for chunk in _chunk_users(np.asarray(simulator.counts), chunk_rows):
-        task = _first_prompt(plan, chunk, _prompt_items(plan, chunk))
-        if chunk_cache is not None and chunk_cache.get(_chunk_key(model, task)):
-            continue
-        rows = sum(chunk.wanted.values())
-        output = rows * ROW_OUTPUT_TOKENS + ROWS_ANSWER_TOKENS
+    for chunk in _chunk_users(wanted, kept, chunk_rows):
+        missing = _missing(chunk, kept)
+        task = _rows_prompt(plan, missing, _prompt_items(plan, chunk, missing), kept)
+        output = sum(missing.values()) * ROW_OUTPUT_TOKENS + ROWS_ANSWER_TOKENS
         calls.append((_prompt_tokens(ROWS_INSTRUCTION, task, schema), output))
     return _estimate(model, calls, prices)
 
@@ -885,7 +905,7 @@ class _Plan:
 
 @dataclass(frozen=True)
 class _Chunk:
-    """Consecutive users asked for in one prompt, and their interaction counts."""
+    """Users asked for in one prompt, and how many rows each needs in all."""
 
     index: int
     total: int
@@ -909,30 +929,158 @@ class _Row:
     rating: float
     timestamp_s: int
 
+    def as_json(self) -> dict[str, Any]:
+        """Return the row as Gemini writes it, to keep in the rows cache."""
+        return {
+            "user_id": self.user_id,
+            "item_id": self.item_id,
+            "rating": self.rating,
+            "timestamp": _iso(self.timestamp_s),
+        }
+
 
 @dataclass(frozen=True)
 class _ChunkResult:
-    """A finished chunk: its accepted rows and what it took to get them."""
+    """What a finished chunk took: rows refused and re-asks."""
 
-    rows: list[_Row]
     rejected: int
     reasks: int
-    from_cache: bool = False
 
 
-def _chunk_users(counts: np.ndarray, chunk_rows: int) -> list[_Chunk]:
-    """Split users (1-based ids) into runs whose counts sum to about chunk_rows."""
+def _wanted(simulator: Simulator) -> dict[int, int]:
+    """Return how many rows each user (1-based id) has, users with none left out."""
+    counts = np.asarray(simulator.counts).tolist()
+    return {user: int(count) for user, count in enumerate(counts, 1) if count > 0}
+
+
+def _chunk_users(
+    wanted: Mapping[int, int], kept: Mapping[int, list[_Row]], chunk_rows: int
+) -> list[_Chunk]:
+    """Split the users still short into runs that ask for about chunk_rows rows."""
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
     groups: list[dict[int, int]] = [{}]
-    for index, count in enumerate(counts.tolist()):
-        if count <= 0:
+    asked = 0
+    for user, count in wanted.items():
+        missing = count - len(kept[user])
+        if missing <= 0:
             continue
-        if groups[-1] and sum(groups[-1].values()) + count > chunk_rows:
+        if groups[-1] and asked + missing > chunk_rows:
             groups.append({})
-        groups[-1][index + 1] = int(count)
+            asked = 0
+        groups[-1][user] = count
+        asked += missing
     groups = [group for group in groups if group]
     return [_Chunk(i, len(groups), group) for i, group in enumerate(groups)]
+
+
+class _RowsCache:
+    """The rows cache: every user's valid rows under a key of their own.
+
+    The key holds what shapes a user's rows: the model, the catalog, the
+    rating scale, the time window, the seed, and the user's id and profile.
+    It leaves out how many rows the user has, so a bigger request finds the
+    rows a smaller one paid for and asks only for the extra ones, and a
+    smaller request takes the first rows of each user. Rows are checked
+    again when read; any that no longer fit are dropped and asked for anew.
+    A cache that fails to read or write is warned about once and then left
+    alone for the rest of the run: the rows are still used, only not kept.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        plan: _Plan,
+        cache: ChunkCache | None,
+        *,
+        reuse: bool = True,
+    ) -> None:
+        self.model = model
+        self.plan = plan
+        self._cache = cache
+        self._readable = cache is not None and reuse
+        self._writable = cache is not None
+        shared = {
+            "version": ROWS_KEY_VERSION,
+            "model": model,
+            "items": [plan.item_ids.tolist(), plan.item_names, plan.item_categories],
+            "scale": plan.scale,
+            "window": [plan.start_s, plan.end_s],
+            "seed": plan.seed,
+        }
+        self._shared = hashlib.sha256(json.dumps(shared).encode()).hexdigest()
+
+    def key(self, user: int) -> str:
+        """Return the cache key of a user's rows."""
+        profile = int(self.plan.user_profile[user - 1])
+        name = self.plan.profiles[profile]
+        identity = {
+            "shared": self._shared,
+            "user": user,
+            "profile": name,
+            "description": self.plan.descriptions[name],
+            "mix": self.plan.mixes[profile],
+        }
+        text = json.dumps(identity, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def load(self, wanted: Mapping[int, int]) -> dict[int, list[_Row]]:
+        """Return each user's cached rows that fit, at most as many as wanted."""
+        kept: dict[int, list[_Row]] = {user: [] for user in wanted}
+        for user, count in wanted.items():
+            stored = self._get(user)
+            if stored is None:
+                continue
+            refused = (
+                _screen_rows(stored, self.plan, {user: len(stored)}, kept)
+                if isinstance(stored, list)
+                else [{"reason": "not a list of rows"}]
+            )
+            if refused:
+                logger.warning(
+                    "Gemini %s: %d cached rows of user %d do not fit (%s); "
+                    "asking for them again",
+                    self.model,
+                    len(refused),
+                    user,
+                    refused[0]["reason"],
+                )
+            del kept[user][count:]
+        return kept
+
+    def save(self, user: int, rows: Sequence[_Row]) -> None:
+        """Keep a user's rows, replacing what the cache held for them."""
+        if not self._writable or self._cache is None:
+            return
+        try:
+            self._cache.put(self.key(user), [row.as_json() for row in rows])
+        except (PrisynError, OSError) as error:
+            self._writable = False
+            logger.warning(
+                "Gemini %s: rows were not cached (the run goes on without "
+                "keeping them): %s",
+                self.model,
+                error,
+            )
+
+    @property
+    def keeps(self) -> bool:
+        """Return whether rows written now are kept in the cache."""
+        return self._writable
+
+    def _get(self, user: int) -> object:
+        if not self._readable or self._cache is None:
+            return None
+        try:
+            return self._cache.get(self.key(user))
+        except (PrisynError, OSError) as error:
+            self._readable = False
+            logger.warning(
+                "Gemini %s: rows cache unreadable, asking for every row: %s",
+                self.model,
+                error,
+            )
+            return None
 
 
 @dataclass(frozen=True)
@@ -949,6 +1097,7 @@ class _RowsJob:
     thinking_budget: int | None
     temperature: float
     schema: dict[str, Any]
+    cache: _RowsCache
 
     def config(self, rows: int) -> types.GenerateContentConfig:
         """Return the request config for an ask of this many rows."""
@@ -970,32 +1119,39 @@ class _Tally:
     """Counts finished chunks and reports each one to the progress callback."""
 
     def __init__(
-        self, total: int, usage: Usage, progress: Callable[[Progress], None] | None
+        self,
+        total: int,
+        kept: Mapping[int, list[_Row]],
+        from_cache: int,
+        usage: Usage,
+        progress: Callable[[Progress], None] | None,
     ) -> None:
         self.total = total
         self.done = 0
-        self.kept = 0
         self.rejected = 0
-        self.from_cache = 0
+        self._kept = kept
+        self._from_cache = from_cache
         self._usage = usage
         self._tokens_before = usage.tokens
         self._progress = progress
+        self._report()
 
     def add(self, result: _ChunkResult) -> None:
         """Count a finished chunk and report where the run stands."""
         self.done += 1
-        self.kept += len(result.rows)
         self.rejected += result.rejected
-        self.from_cache += result.from_cache
+        self._report()
+
+    def _report(self) -> None:
         if self._progress is not None:
             self._progress(
                 Progress(
                     chunks_done=self.done,
                     chunks_total=self.total,
-                    rows_kept=self.kept,
+                    rows_kept=sum(len(rows) for rows in self._kept.values()),
                     rows_rejected=self.rejected,
                     tokens=self._usage.tokens - self._tokens_before,
-                    from_cache=self.from_cache,
+                    from_cache=self._from_cache,
                 )
             )
 
@@ -1003,17 +1159,18 @@ class _Tally:
 async def _write_chunks(
     job: _RowsJob,
     chunks: Sequence[_Chunk],
+    kept: dict[int, list[_Row]],
     concurrency: int,
-    chunk_cache: ChunkCache | None,
+    from_cache: int,
     progress: Callable[[Progress], None] | None,
 ) -> list[_ChunkResult]:
-    """Write every chunk, at most `concurrency` at once; results in chunk order.
+    """Write every chunk into `kept`, at most `concurrency` at once.
 
     After a chunk fails no new chunk starts, but chunks already asked finish
     (and are cached): their calls are paid for.
     """
     gate = asyncio.Semaphore(concurrency)
-    tally = _Tally(len(chunks), job.usage, progress)
+    tally = _Tally(len(chunks), kept, from_cache, job.usage, progress)
     failed = False
 
     async def write(chunk: _Chunk) -> _ChunkResult | None:
@@ -1022,7 +1179,7 @@ async def _write_chunks(
             if failed:
                 return None
             try:
-                result = await _write_or_reuse(job, chunk, chunk_cache)
+                result = await _write_chunk(job, chunk, kept)
                 tally.add(result)
             except BaseException:
                 failed = True
@@ -1032,84 +1189,30 @@ async def _write_chunks(
     outcomes = await asyncio.gather(*map(write, chunks), return_exceptions=True)
     for outcome in outcomes:
         if isinstance(outcome, GenerationError) and len(chunks) > 1:
-            kept = "" if chunk_cache is None else " and kept in the chunk cache"
+            kept_note = (
+                "; the rows written are kept, and the next run asks only for the rest"
+                if job.cache.keeps
+                else ""
+            )
             # The chunk's own error, told how far the whole request got.
             outcome.args = (
-                f"{outcome} {tally.done} of {tally.total} chunks were written{kept}.",
+                f"{outcome} {tally.done} of {tally.total} chunks were "
+                f"written{kept_note}.",
             )
         if isinstance(outcome, BaseException):
             raise outcome
     return [outcome for outcome in outcomes if isinstance(outcome, _ChunkResult)]
 
 
-async def _write_or_reuse(
-    job: _RowsJob, chunk: _Chunk, chunk_cache: ChunkCache | None
+async def _write_chunk(
+    job: _RowsJob, chunk: _Chunk, kept: dict[int, list[_Row]]
 ) -> _ChunkResult:
-    """Return a chunk from the chunk cache, or write it and put it there."""
-    items = _prompt_items(job.plan, chunk)
-    key = _chunk_key(job.model, _first_prompt(job.plan, chunk, items))
-    if chunk_cache is not None:
-        try:
-            stored = chunk_cache.get(key)
-        except (PrisynError, OSError) as error:
-            logger.warning(
-                "Gemini %s: %s: chunk cache unreadable: %s", job.model, chunk, error
-            )
-            stored = None
-        reused = _reuse(job, chunk, stored)
-        if reused is not None:
-            job.usage.chunks_from_cache += 1
-            return reused
+    """Ask for a chunk's missing rows, then re-ask for what is still missing."""
+    first = _missing(chunk, kept)
+    items = _prompt_items(job.plan, chunk, first)
     logger.info(
-        "Gemini %s: writing %d rows of %s",
-        job.model,
-        sum(chunk.wanted.values()),
-        chunk,
+        "Gemini %s: writing %d rows of %s", job.model, sum(first.values()), chunk
     )
-    result = await _write_chunk(job, chunk, items)
-    if chunk_cache is not None:
-        cached = [
-            {
-                "user_id": row.user_id,
-                "item_id": row.item_id,
-                "rating": row.rating,
-                "timestamp": _iso(row.timestamp_s),
-            }
-            for row in result.rows
-        ]
-        try:
-            chunk_cache.put(key, cached)
-        except (PrisynError, OSError) as error:
-            # The rows are valid and paid for: use them, only not cached.
-            logger.warning("Gemini %s: %s was not cached: %s", job.model, chunk, error)
-    return result
-
-
-def _reuse(job: _RowsJob, chunk: _Chunk, rows: object) -> _ChunkResult | None:
-    """Return cached rows as the chunk's result if they are exactly what it needs."""
-    if rows is None:
-        return None
-    kept: dict[int, list[_Row]] = {user: [] for user in chunk.wanted}
-    refused = (
-        _screen_rows(rows, job.plan, chunk.wanted, kept)
-        if isinstance(rows, list)
-        else [{"reason": "not a list of rows"}]
-    )
-    if refused or _missing(chunk, kept):
-        problem = refused[0]["reason"] if refused else "rows are missing"
-        logger.warning(
-            "Gemini %s: the cached rows of %s do not fit it (%s); asking again",
-            job.model,
-            chunk,
-            problem,
-        )
-        return None
-    return _ChunkResult(_joined(kept), rejected=0, reasks=0, from_cache=True)
-
-
-async def _write_chunk(job: _RowsJob, chunk: _Chunk, items: list[int]) -> _ChunkResult:
-    """Ask for one chunk's rows, then re-ask for what is missing, one ask at a time."""
-    kept: dict[int, list[_Row]] = {user: [] for user in chunk.wanted}
     rejected = 0
     reasks = 0
     feedback: list[dict[str, Any]] = []
@@ -1121,7 +1224,11 @@ async def _write_chunk(job: _RowsJob, chunk: _Chunk, items: list[int]) -> _Chunk
             reasks = ask
             job.usage.reasks += 1
         rows = await _ask_rows(job, chunk, missing, items, kept, feedback)
+        before = {user: len(kept[user]) for user in missing}
         feedback = _screen_rows(rows, job.plan, missing, kept)
+        for user, had in before.items():
+            if len(kept[user]) > had:
+                job.cache.save(user, kept[user])
         rejected += len(feedback)
         job.usage.rejected_rows += len(feedback)
         if feedback:
@@ -1134,7 +1241,7 @@ async def _write_chunk(job: _RowsJob, chunk: _Chunk, items: list[int]) -> _Chunk
                 job.model, chunk, kept, rejected, job.max_reasks + 1, feedback
             )
         )
-    return _ChunkResult(_joined(kept), rejected, reasks)
+    return _ChunkResult(rejected, reasks)
 
 
 async def _ask_rows(
@@ -1184,23 +1291,6 @@ async def _ask_rows(
         return rows
 
 
-def _joined(kept: Mapping[int, list[_Row]]) -> list[_Row]:
-    """Return the kept rows of every user, user by user."""
-    return [row for rows in kept.values() for row in rows]
-
-
-def _first_prompt(plan: _Plan, chunk: _Chunk, items: Sequence[int]) -> str:
-    """Return a chunk's first ask: its task, without any re-ask details."""
-    nothing: dict[int, list[_Row]] = {user: [] for user in chunk.wanted}
-    return _rows_prompt(plan, chunk.wanted, items, nothing, [])
-
-
-def _chunk_key(model: str, task: str) -> str:
-    """Return the chunk-cache key of a chunk's task for a model."""
-    identity = f"{CHUNK_KEY_VERSION}\n{model}\n{task}"
-    return hashlib.sha256(identity.encode()).hexdigest()
-
-
 def _missing(chunk: _Chunk, kept: Mapping[int, list[_Row]]) -> dict[int, int]:
     """Return how many rows each user of the chunk still needs."""
     return {
@@ -1210,14 +1300,17 @@ def _missing(chunk: _Chunk, kept: Mapping[int, list[_Row]]) -> dict[int, int]:
     }
 
 
-def _prompt_items(plan: _Plan, chunk: _Chunk) -> list[int]:
-    """Choose the catalog items (0-based) the chunk's prompt shows, about 400."""
-    # A user with more interactions than 400 items needs a wider choice.
+def _prompt_items(plan: _Plan, chunk: _Chunk, missing: Mapping[int, int]) -> list[int]:
+    """Choose the catalog items (0-based) the chunk's prompt shows, about 400.
+
+    Categories are shown as the missing rows need them; a user with more rows
+    in all than 400 items needs a wider choice, whatever they already have.
+    """
     limit = max(MAX_PROMPT_ITEMS, max(chunk.wanted.values()) + MAX_PROMPT_ITEMS // 4)
     if plan.n_items <= limit:
         return list(range(plan.n_items))
     demand: dict[str, float] = {}
-    for user, count in chunk.wanted.items():
+    for user, count in missing.items():
         mix = plan.mixes[int(plan.user_profile[user - 1])]
         for category, share in mix.items():
             demand[category] = demand.get(category, 0.0) + count * share
@@ -1237,7 +1330,7 @@ def _rows_prompt(
     missing: Mapping[int, int],
     items: Sequence[int],
     kept: Mapping[int, list[_Row]],
-    feedback: Sequence[dict[str, Any]],
+    feedback: Sequence[dict[str, Any]] = (),
 ) -> str:
     """Return the machine-readable JSON request for one ask."""
     profiles = sorted({int(plan.user_profile[user - 1]) for user in missing})
@@ -1298,7 +1391,7 @@ def _screen_rows(
 ) -> list[dict[str, Any]]:
     """Keep the valid rows (appending to kept); return the rejected ones with why."""
     room = dict(missing)
-    taken = {(row.user_id, row.item_id) for rows in kept.values() for row in rows}
+    taken = {(row.user_id, row.item_id) for user in missing for row in kept[user]}
     rejected: list[dict[str, Any]] = []
     for raw in rows:
         row, reason = _check_row(raw, plan, room, taken)
@@ -1409,9 +1502,11 @@ def _short_message(
     )
 
 
-def _assemble(results: Sequence[_ChunkResult]) -> RowsAnswer:
-    """Join chunks in chunk order and sort rows by user, time and item."""
-    rows = [row for result in results for row in result.rows]
+def _assemble(
+    kept: Mapping[int, list[_Row]], results: Sequence[_ChunkResult], from_cache: int
+) -> RowsAnswer:
+    """Join every user's rows, sorted by user, time and item."""
+    rows = [row for user_rows in kept.values() for row in user_rows]
     user_id = np.array([row.user_id for row in rows], dtype=np.int64)
     item_id = np.array([row.item_id for row in rows], dtype=np.int64)
     rating = np.array([row.rating for row in rows], dtype=np.float64)
@@ -1424,7 +1519,7 @@ def _assemble(results: Sequence[_ChunkResult]) -> RowsAnswer:
         timestamp_s=timestamp_s[order],
         rejected=sum(result.rejected for result in results),
         reasks=sum(result.reasks for result in results),
-        from_cache=sum(result.from_cache for result in results),
+        from_cache=from_cache,
     )
 
 

@@ -19,7 +19,7 @@ import pytest
 from fake_gemini import serving_fake_model
 from gemini_server import GeminiServer
 
-from pytest_prisyn import cli
+from pytest_prisyn import cli, gemini
 from pytest_prisyn.config import resolve
 from pytest_prisyn.engine import COLUMNS, Engine
 from pytest_prisyn.profiles import BUILTIN, ProfileRegistry
@@ -980,6 +980,55 @@ def test_dry_run_estimates_without_calling_or_writing(
     )
     assert server.request_count == 0
     assert not (workdir / "never.csv").exists()
+
+
+def test_dry_run_of_a_grown_request_counts_only_the_rows_not_yet_paid_for(
+    capsys: pytest.CaptureFixture[str], workdir: Path, server: GeminiServer
+) -> None:
+    rows_mode = ["tech", "--backend", "gemini", "--generation", "rows"]
+    sizes = ["--n-users", "20", "--n-items", "50", "--seed", "3"]
+
+    def output_tokens(n_interactions: int, cache: str) -> int:
+        code, out, _ = run(
+            capsys,
+            "generate",
+            *rows_mode,
+            *sizes,
+            "--n-interactions",
+            str(n_interactions),
+            "--dry-run",
+            "-o",
+            "never.csv",
+            "--cache-dir",
+            cache,
+        )
+        assert code == cli.EXIT_OK
+        found = re.search(r"and ([\d,]+) output tokens", out)
+        assert found is not None, out
+        return int(found.group(1).replace(",", ""))
+
+    code, _, err = run(
+        capsys,
+        "generate",
+        *rows_mode,
+        *sizes,
+        "--n-interactions",
+        "300",
+        "-o",
+        "small.csv",
+        *CACHE,
+    )
+    assert code == cli.EXIT_OK, err
+    calls = server.request_count
+
+    grown = output_tokens(600, "cache")
+    unpaid = output_tokens(600, "empty")
+
+    assert server.request_count == calls
+    # 300 of the 600 rows are paid for, and so is the spec.
+    per_row = gemini.ROW_OUTPUT_TOKENS
+    assert 300 * per_row <= grown < 300 * per_row + 50
+    assert unpaid > 600 * per_row + gemini.SPEC_OUTPUT_TOKENS
 
 
 def test_prune_by_age_keeps_imported_datasets_of_any_age_below_the_limit(

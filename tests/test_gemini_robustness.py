@@ -539,12 +539,40 @@ def test_bad_concurrency_is_refused(client: genai.Client, simulator: Simulator) 
         write_rows(client, simulator, concurrency=0)
 
 
-# -- resuming from the chunk cache -----------------------------------------------------
+# -- resuming and growing from the rows cache ------------------------------------------
+
+
+def rows_of(answer: gemini.RowsAnswer) -> set[tuple[int, int, float, int]]:
+    """Return an answer's rows as a set of (user, item, rating, seconds)."""
+    columns = (answer.user_id, answer.item_id, answer.rating, answer.timestamp_s)
+    return set(zip(*(column.tolist() for column in columns), strict=True))
+
+
+def ten_users_with(n_interactions: int) -> Simulator:
+    """Return the ten_users plan with another number of interactions."""
+    return Simulator(
+        population=[("tech", 1.0)],
+        specs={"tech": _spec("tech")},
+        n_users=10,
+        n_items=40,
+        n_interactions=n_interactions,
+        seed=1,
+    )
+
+
+def asked_per_user(server: GeminiServer) -> dict[int, int]:
+    """Return how many rows the server was asked for, per user."""
+    asked: dict[int, int] = {}
+    for request in server.requests:
+        for user in task(request)["users"]:
+            user_id = user["user_id"]
+            asked[user_id] = asked.get(user_id, 0) + user["interactions"]
+    return asked
 
 
 @pytest.mark.parametrize(
-    ("concurrency", "written", "asked_next"),
-    [(1, 2, [[6, 7], [8], [9, 10]]), (5, 4, [[6, 7]])],
+    ("concurrency", "cached_users", "asked_next"),
+    [(1, 5, [[6, 7], [8], [9, 10]]), (5, 8, [[6, 7]])],
     ids=["sequential", "concurrent"],
 )
 def test_failed_run_keeps_finished_chunks_and_the_next_asks_only_the_rest(
@@ -552,7 +580,7 @@ def test_failed_run_keeps_finished_chunks_and_the_next_asks_only_the_rest(
     client: genai.Client,
     ten_users: Simulator,
     concurrency: int,
-    written: int,
+    cached_users: int,
     asked_next: list[list[int]],
 ) -> None:
     cache = MemoryChunkCache()
@@ -575,9 +603,13 @@ def test_failed_run_keeps_finished_chunks_and_the_next_asks_only_the_rest(
     )
 
     assert "chunk 3 of 5 (users 6-7)" in message
-    assert f"{written} of 5 chunks were written and kept in the chunk cache." in message
-    # Only complete, valid chunks are cached; after a failure none starts.
-    assert len(cache.entries) == written
+    written = 2 if concurrency == 1 else 4
+    assert (
+        f"{written} of 5 chunks were written; the rows written are kept, "
+        "and the next run asks only for the rest." in message
+    )
+    # One entry per user whose rows were accepted; after a failure no chunk starts.
+    assert len(cache.entries) == cached_users
     server.reset()
     server.set_handler(perfect_model)
     usage = gemini.Usage()
@@ -593,11 +625,94 @@ def test_failed_run_keeps_finished_chunks_and_the_next_asks_only_the_rest(
 
     check_rows(resumed, ten_users)
     assert [users_of(request) for request in server.requests] == asked_next
-    assert usage.chunks_from_cache == resumed.from_cache == written
-    assert len(cache.entries) == 5
+    asked = sum(rows_asked(request) for request in server.requests)
+    assert usage.rows_from_cache == resumed.from_cache == 100 - asked
+    assert len(cache.entries) == 10
     server.reset()
     server.set_handler(perfect_model)
     same_rows(resumed, write_rows(client, ten_users, chunk_rows=FIVE_CHUNKS))
+
+
+def test_rows_accepted_before_a_chunk_failed_are_kept(
+    server: GeminiServer, client: genai.Client, ten_users: Simulator
+) -> None:
+    cache = MemoryChunkCache()
+    wanted = dict(enumerate(ten_users.counts.tolist(), 1))
+
+    def half_then_overloaded(request: RecordedRequest) -> Reply:
+        """Answer the first ask with half of every user's rows, then fail."""
+        if server.request_count > 1:
+            return Reply.case("error-503-overloaded.json")
+        rows = good_rows(request)
+        half = {user: wanted[user] // 2 for user in users_of(request)}
+        return Reply.success(
+            {"rows": [row for row in rows if _take(half, row["user_id"])]}
+        )
+
+    server.set_handler(half_then_overloaded)
+
+    message = failure(lambda: write_rows(client, ten_users, chunk_cache=cache))
+
+    assert "503 UNAVAILABLE" in message
+    # The first ask wanted every row; the re-ask for the other half failed.
+    assert rows_asked(server.requests[0]) == 100
+    assert rows_asked(server.requests[1]) == 100 - sum(c // 2 for c in wanted.values())
+    server.reset()
+    server.set_handler(perfect_model)
+
+    answer = write_rows(client, ten_users, chunk_cache=cache)
+
+    check_rows(answer, ten_users)
+    paid_again = asked_per_user(server)
+    assert paid_again == {user: count - count // 2 for user, count in wanted.items()}
+    assert answer.from_cache == sum(count // 2 for count in wanted.values())
+    # The rows already held are named, so the model does not write them again.
+    (request,) = server.requests
+    assert len(task(request)["already_taken"]) == answer.from_cache
+
+
+def _take(budget: dict[int, int], user: int) -> bool:
+    """Spend one of a user's budget; return whether there was one left."""
+    if budget[user] <= 0:
+        return False
+    budget[user] -= 1
+    return True
+
+
+def test_growing_a_request_asks_only_for_the_extra_rows(
+    server: GeminiServer, client: genai.Client, ten_users: Simulator
+) -> None:
+    cache = MemoryChunkCache()
+    server.set_handler(perfect_model)
+    small = write_rows(client, ten_users, chunk_rows=FIVE_CHUNKS, chunk_cache=cache)
+    bigger = ten_users_with(250)
+    server.reset()
+    server.set_handler(perfect_model)
+    usage = gemini.Usage()
+
+    grown = write_rows(
+        client, bigger, chunk_rows=FIVE_CHUNKS, chunk_cache=cache, usage=usage
+    )
+
+    check_rows(grown, bigger)
+    before = ten_users.counts.tolist()
+    after = bigger.counts.tolist()
+    assert all(a >= b for a, b in zip(after, before, strict=True))
+    extra = {
+        user: a - b for user, (a, b) in enumerate(zip(after, before, strict=True), 1)
+    }
+    assert asked_per_user(server) == {u: n for u, n in extra.items() if n}
+    assert sum(rows_asked(request) for request in server.requests) == 150
+    # Every row paid for the first time is part of the bigger dataset.
+    assert rows_of(small) <= rows_of(grown)
+    assert grown.from_cache == usage.rows_from_cache == 100
+    server.reset()
+    server.set_handler(perfect_model)
+
+    shrunk = write_rows(client, ten_users, chunk_rows=FIVE_CHUNKS, chunk_cache=cache)
+
+    assert server.request_count == 0
+    same_rows(small, shrunk)
 
 
 def test_whole_request_from_the_chunk_cache_makes_no_call(
@@ -612,7 +727,7 @@ def test_whole_request_from_the_chunk_cache_makes_no_call(
 
     same_rows(first, again)
     assert server.request_count == calls
-    assert again.from_cache == 5
+    assert again.from_cache == 100
     other_model = gemini.write_rows(
         client,
         "gemini-2.5-flash-lite",
@@ -626,6 +741,71 @@ def test_whole_request_from_the_chunk_cache_makes_no_call(
     assert server.request_count == calls + 5
 
 
+def test_cached_rows_are_keyed_by_what_shapes_them(
+    server: GeminiServer, client: genai.Client, ten_users: Simulator
+) -> None:
+    cache = MemoryChunkCache()
+    server.set_handler(perfect_model)
+    write_rows(client, ten_users, chunk_cache=cache)
+    other_seed = Simulator(
+        population=[("tech", 1.0)],
+        specs={"tech": _spec("tech")},
+        n_users=10,
+        n_items=40,
+        n_interactions=100,
+        seed=2,
+    )
+    other_description = {**DESCRIPTIONS, "tech": "Night owls who buy only keyboards."}
+
+    for plan, descriptions in [
+        (other_seed, DESCRIPTIONS),
+        (ten_users, other_description),
+    ]:
+        answer = gemini.write_rows(
+            client,
+            MODEL,
+            plan,
+            descriptions=descriptions,
+            usage=gemini.Usage(),
+            chunk_cache=cache,
+        )
+        assert answer.from_cache == 0
+
+
+def test_regenerating_reads_no_cached_rows_but_replaces_them(
+    server: GeminiServer, client: genai.Client, ten_users: Simulator
+) -> None:
+    cache = MemoryChunkCache()
+    server.set_handler(perfect_model)
+    first = write_rows(client, ten_users, chunk_cache=cache)
+    calls = server.request_count
+
+    def an_hour_later(request: RecordedRequest) -> Reply:
+        """The perfect model's rows, each at 20:xx instead of 19:xx."""
+        rows = good_rows(request)
+        for row in rows:
+            row["timestamp"] = row["timestamp"].replace("T19:", "T20:")
+        return Reply.success({"rows": rows})
+
+    server.set_handler(an_hour_later)
+
+    again = gemini.write_rows(
+        client,
+        MODEL,
+        ten_users,
+        descriptions=DESCRIPTIONS,
+        usage=gemini.Usage(),
+        chunk_cache=cache,
+        reuse=False,
+    )
+
+    assert server.request_count == 2 * calls
+    assert again.from_cache == 0
+    assert np.all(again.timestamp_s - first.timestamp_s == 3600)
+    replayed = write_rows(client, ten_users, chunk_cache=cache)
+    same_rows(replayed, again)
+
+
 def test_cached_rows_that_do_not_fit_are_asked_again(
     server: GeminiServer,
     client: genai.Client,
@@ -635,18 +815,24 @@ def test_cached_rows_that_do_not_fit_are_asked_again(
     cache = MemoryChunkCache()
     server.set_handler(perfect_model)
     write_rows(client, simulator, chunk_cache=cache)
-    (key,) = cache.entries
+    key = next(iter(cache.entries))
     rows = json.loads(cache.entries[key])
+    user = rows[0]["user_id"]
     rows[0]["rating"] = 11.0
     cache.put(key, rows)
+    server.reset()
+    server.set_handler(perfect_model)
 
     answer = write_rows(client, simulator, chunk_cache=cache)
 
     check_rows(answer, simulator)
-    assert answer.from_cache == 0
-    assert server.request_count == 2
-    assert "do not fit it (rating 11.0 is not one of" in caplog.text
-    assert json.loads(cache.entries[key])[0]["rating"] != 11.0
+    assert answer.from_cache == simulator.n_interactions - 1
+    assert asked_per_user(server) == {user: 1}
+    assert (
+        f"1 cached rows of user {user} do not fit (rating 11.0 is not one of"
+        in caplog.text
+    )
+    assert 11.0 not in [row["rating"] for row in json.loads(cache.entries[key])]
 
 
 class BrokenChunkCache:
@@ -672,8 +858,13 @@ def test_unusable_chunk_cache_only_costs_the_caching(
     answer = write_rows(client, simulator, chunk_cache=BrokenChunkCache())
 
     check_rows(answer, simulator)
-    assert "chunk cache unreadable: cannot read the cache" in caplog.text
-    assert "was not cached: cannot write the cache: disk full" in caplog.text
+    assert "rows cache unreadable, asking for every row: cannot read" in caplog.text
+    assert "rows were not cached (the run goes on without keeping them): " in (
+        caplog.text
+    )
+    # Told once each, not once per user.
+    assert caplog.text.count("cannot write the cache: disk full") == 1
+    assert caplog.text.count("cannot read the cache") == 1
 
 
 # -- usage, cost and estimates ---------------------------------------------------------
@@ -715,7 +906,7 @@ def test_usage_counts_every_call_and_prices_it(
     assert data["cost_usd"] == pytest.approx(0.80)
     assert data["per_call"][0]["thinking_tokens"] == 100_000
     assert data["model_versions"] == ["gemini-2.5-flash-001"]
-    assert {"reasks", "rejected_rows", "splits", "chunks_from_cache"} <= set(data)
+    assert {"reasks", "rejected_rows", "splits", "rows_from_cache"} <= set(data)
 
 
 def test_unknown_model_has_no_cost_and_says_why(
@@ -961,14 +1152,15 @@ def test_progress_is_reported_after_each_chunk(
         client, ten_users, chunk_rows=FIVE_CHUNKS, chunk_cache=cache, progress=record
     )
 
-    assert [event.chunks_done for event in events] == [1, 2, 3, 4, 5]
+    assert [event.chunks_done for event in events] == [0, 1, 2, 3, 4, 5]
     assert {event.chunks_total for event in events} == {5}
     assert events[-1].rows_kept == 100
     assert events[-1].rows_rejected == 0
     assert events[-1].from_cache == 0
     tokens = [event.tokens for event in events]
     assert tokens == sorted(tokens)
-    assert tokens[0] > 0
+    assert tokens[0] == 0
+    assert tokens[1] > 0
     assert threads == {threading.get_ident()}
     with pytest.raises(dataclasses.FrozenInstanceError):
         events[0].chunks_done = 9  # type: ignore[misc]
@@ -978,14 +1170,16 @@ def test_progress_is_reported_after_each_chunk(
         client, ten_users, chunk_rows=FIVE_CHUNKS, chunk_cache=cache, progress=record
     )
 
-    assert events[-1] == gemini.Progress(
-        chunks_done=5,
-        chunks_total=5,
-        rows_kept=100,
-        rows_rejected=0,
-        tokens=0,
-        from_cache=5,
-    )
+    assert events == [
+        gemini.Progress(
+            chunks_done=0,
+            chunks_total=0,
+            rows_kept=100,
+            rows_rejected=0,
+            tokens=0,
+            from_cache=100,
+        )
+    ]
 
 
 def test_progress_counts_rejected_rows(
@@ -999,7 +1193,8 @@ def test_progress_counts_rejected_rows(
 
     write_rows(client, simulator, progress=events.append)
 
-    (event,) = events
+    start, event = events
+    assert (start.chunks_done, start.rows_kept, start.rows_rejected) == (0, 0, 0)
     assert event.rows_rejected == 4
     assert event.rows_kept == 60
 

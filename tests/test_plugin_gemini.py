@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from fake_gemini import fake_model, serving_fake_model
+from fake_gemini import fake_model, serving_fake_model, task
 from gemini_server import GeminiServer, RecordedRequest, Reply
 
 from pytest_prisyn import cli
@@ -278,3 +278,56 @@ def test_summary_reports_calls_paid_for_even_when_every_dataset_failed(
             "gemini: 2 calls (1 retried)*",
         ]
     )
+
+
+GROWING = """
+import pytest
+
+@pytest.mark.prisyn("tech", n_users=8, n_items=40, n_interactions={n}, seed=2,
+                    generation="rows")
+def test_rows(prisyn_dataset):
+    assert len(prisyn_dataset) == {n}
+    prisyn_dataset.to_csv("{out}", index=False)
+"""
+
+
+def rows_asked(server: GeminiServer) -> int:
+    """Return how many interaction rows the server was asked to write in all."""
+    return sum(
+        user["interactions"]
+        for request in server.requests
+        if request.prompt_text.lstrip().startswith("{")
+        for user in task(request)["users"]
+    )
+
+
+def test_growing_a_rows_dataset_pays_only_for_the_extra_rows(
+    pytester: pytest.Pytester, server: GeminiServer
+) -> None:
+    small_csv, big_csv = pytester.path / "small.csv", pytester.path / "big.csv"
+    pytester.makepyfile(test_rows=GROWING.format(n=80, out=small_csv))
+    pytester.runpytest("--prisyn-backend=gemini").assert_outcomes(passed=1)
+    assert rows_asked(server) == 80
+    pytester.makepyfile(test_rows=GROWING.format(n=200, out=big_csv))
+
+    grown = pytester.runpytest("--prisyn-backend=gemini")
+
+    grown.assert_outcomes(passed=1)
+    small, big = pd.read_csv(small_csv), pd.read_csv(big_csv)
+    per_user = pd.concat(
+        [small.groupby("user_id").size(), big.groupby("user_id").size()],
+        axis=1,
+        keys=["small", "big"],
+    )
+    assert (per_user["big"] >= per_user["small"]).all()
+    assert rows_asked(server) == 200
+    # The 80 rows paid for first are all in the bigger dataset.
+    columns = ["user_id", "item_id", "rating", "timestamp"]
+    both = small[columns].merge(big[columns], how="inner")
+    assert len(both) == 80
+
+    pytester.runpytest("--prisyn-backend=gemini", "--prisyn-regen").assert_outcomes(
+        passed=1
+    )
+
+    assert rows_asked(server) == 400
