@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import sys
@@ -229,7 +230,10 @@ def report(args: argparse.Namespace) -> int:
     reference = getattr(quality, REFERENCES[args.reference]) if args.reference else None
     try:
         measured = quality.report(
-            frame, declared=_declared_mixes(frame), reference=reference
+            frame,
+            declared=_declared_mixes(frame),
+            reference=reference,
+            rating_scale=args.rating_scale,
         )
     except ValueError as error:
         raise CommandError(f"cannot measure {path}: {error}", EXIT_FAILURE) from None
@@ -705,6 +709,20 @@ def _utc_timestamps(column: pd.Series[Any], path: Path) -> pd.Series[Any]:
         ) from None
 
 
+def _rating_scale(text: str) -> list[float]:
+    """Parse --rating-scale: comma-separated finite numbers."""
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values or not all(math.isfinite(value) for value in values):
+        raise argparse.ArgumentTypeError(
+            f"--rating-scale takes comma-separated numbers such as 1,2,3,4,5; "
+            f"got {text!r}"
+        )
+    return values
+
+
 def _declared_mixes(frame: pd.DataFrame) -> dict[str, dict[str, float]] | None:
     """Category mixes the known profiles in the frame declare, for fidelity."""
     if "profile" not in frame:
@@ -1027,6 +1045,13 @@ REPORT = Command(
         ),
         Arg("--html", metavar="OUT.html", help="write a self-contained HTML page"),
         Arg("--png", metavar="DIR", help="write the pictures as PNG files into DIR"),
+        Arg(
+            "--rating-scale",
+            metavar="VALUES",
+            type=_rating_scale,
+            help="the allowed ratings, comma-separated (e.g. 1,2,3,4,5); "
+            "default: inferred from the file (1-5, half stars, up to 1-10)",
+        ),
         Arg("--json", action="store_true", help="print the measures as JSON"),
     ),
 )

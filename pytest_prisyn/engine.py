@@ -25,10 +25,12 @@ from pytest_prisyn.errors import (
     OfflineMissError,
     PrisynError,
     ProfileError,
+    RequestError,
     StoreError,
 )
 from pytest_prisyn.profiles import Profile, ProfileRegistry
 from pytest_prisyn.request import (
+    DATASET_ARGUMENTS,
     DEFAULTS,
     FEDERATED_ARGUMENTS,
     FORMAT_VERSION,
@@ -172,11 +174,15 @@ class Engine:
         """Validate a request's arguments; the maker of its per-backend requests."""
         if profile is not None:
             arguments["profile"] = profile
-        arguments = {
-            name: value
-            for name, value in check_arguments((), arguments).items()
-            if name not in FEDERATED_ARGUMENTS
-        }
+        arguments = check_arguments((), arguments)
+        federated = [name for name in arguments if name in FEDERATED_ARGUMENTS]
+        if federated:
+            raise RequestError(
+                f"{', '.join(map(repr, federated))} split a dataset into federated "
+                "clients, so a dataset request does not take them; use "
+                "prisyn.clients(...) or the prisyn_clients fixture, or leave them "
+                f"out. A dataset takes: {', '.join(DATASET_ARGUMENTS)}"
+            )
         population = parse_population(arguments.get("profile"))
         profiles = [self.registry.get(name) for name, _ in population]
         sizes = check_sizes(*(arguments.get(name, DEFAULTS[name]) for name in DEFAULTS))

@@ -561,13 +561,28 @@ def prisyn(pytestconfig: pytest.Config) -> Engine:
 @pytest.fixture
 def prisyn_dataset(request: pytest.FixtureRequest, prisyn: Engine) -> pd.DataFrame:
     """Interactions DataFrame for the closest ``prisyn`` mark (a copy per test)."""
-    return _guarded(prisyn.dataset, **marker_arguments(request), _test=request)
+    return _guarded(prisyn.dataset, **_dataset_arguments(request), _test=request)
 
 
 @pytest.fixture
 def prisyn_catalog(request: pytest.FixtureRequest, prisyn: Engine) -> pd.DataFrame:
     """Item catalog (item_id, name, category) of the closest ``prisyn`` mark's data."""
-    return _guarded(prisyn.catalog, **marker_arguments(request), _test=request)
+    return _guarded(prisyn.catalog, **_dataset_arguments(request), _test=request)
+
+
+def _dataset_arguments(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The marks' arguments that describe the dataset.
+
+    One mark may serve prisyn_clients and prisyn_dataset alike (on a class, say);
+    the dataset fixtures leave its federated arguments to prisyn_clients.
+    """
+    from pytest_prisyn.request import FEDERATED_ARGUMENTS
+
+    return {
+        name: value
+        for name, value in marker_arguments(request).items()
+        if name not in FEDERATED_ARGUMENTS
+    }
 
 
 def marker_arguments(request: pytest.FixtureRequest) -> dict[str, Any]:

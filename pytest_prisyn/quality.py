@@ -28,6 +28,9 @@ IntArray = npt.NDArray[np.intp]
 
 REPORT_EXTRA_HINT = 'pip install "pytest-prisyn[report]"'
 
+# An inferred rating scale has at most this many values (0-10 in half stars);
+# ratings spread wider are not stars, and the histogram would grow with them.
+MAX_INFERRED_SCALE = 21
 _HOUR_SECONDS = 3_600
 _DAY_SECONDS = 86_400
 _SCALE_MATCH = 1e-6
@@ -575,10 +578,17 @@ class _InteractionLog:
             )
         if len(frame) == 0:
             raise ValueError("cannot measure an empty interaction frame")
+        for column in ("user_id", "item_id"):
+            _refuse_rows(frame[column], frame[column].isna(), f"{column} is empty")
 
         user_codes, user_ids = pd.factorize(frame["user_id"], sort=True)
         item_codes, item_ids = pd.factorize(frame["item_id"], sort=True)
-        ratings = frame["rating"].to_numpy(dtype=np.float64)
+        ratings = pd.to_numeric(frame["rating"], errors="coerce").to_numpy(
+            dtype=np.float64, na_value=np.nan
+        )
+        _refuse_rows(
+            frame["rating"], ~np.isfinite(ratings), "rating is not a finite number"
+        )
         scale = _scale_values(ratings, rating_scale)
 
         user_counts = np.bincount(user_codes).astype(np.float64)
@@ -618,21 +628,42 @@ class _InteractionLog:
         )
 
 
+def _refuse_rows(column: pd.Series[Any], bad: Any, problem: str) -> None:
+    """Raise naming how many rows have a problem and the first of them."""
+    where = np.flatnonzero(np.asarray(bad))
+    if where.size:
+        first = int(where[0])
+        value = column.iloc[first]
+        shown = (
+            "empty" if pd.isna(value) else repr(getattr(value, "item", lambda: value)())
+        )
+        raise ValueError(
+            f"{problem} in {where.size} of {len(column)} rows (first: data row "
+            f"{first + 1}, value {shown}); fix or drop those rows"
+        )
+
+
 def _scale_values(
     ratings: FloatArray, rating_scale: Iterable[float] | None
 ) -> FloatArray:
     """The allowed rating values, given or inferred (1-5 in steps of 1 or 0.5)."""
     if rating_scale is not None:
         values = np.array(sorted({float(v) for v in rating_scale}), dtype=np.float64)
-        if values.size == 0:
-            raise ValueError("rating_scale must list at least one rating value")
+        if values.size == 0 or not np.all(np.isfinite(values)):
+            raise ValueError(
+                f"rating_scale must list finite rating values, got {values.tolist()}"
+            )
         return values
-    finite = ratings[np.isfinite(ratings)]
-    if finite.size == 0:
-        return np.arange(1.0, 6.0)
-    step = 1.0 if np.all(finite == np.round(finite)) else 0.5
-    low = min(1.0, math.floor(finite.min() / step) * step)
-    high = max(5.0, math.ceil(finite.max() / step) * step)
+    step = 1.0 if np.all(ratings == np.round(ratings)) else 0.5
+    low = min(1.0, math.floor(ratings.min() / step) * step)
+    high = max(5.0, math.ceil(ratings.max() / step) * step)
+    if (high - low) / step + 1 > MAX_INFERRED_SCALE:
+        raise ValueError(
+            f"ratings run from {ratings.min():g} to {ratings.max():g}, too wide to "
+            f"be a rating scale (at most {MAX_INFERRED_SCALE} values, such as 1-5, "
+            "0.5-5 in half stars or 1-10); give the allowed values as rating_scale "
+            "(--rating-scale for prisyn report)"
+        )
     return np.arange(low, high + step / 2, step)
 
 

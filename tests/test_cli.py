@@ -639,6 +639,33 @@ def test_report_without_matplotlib_prints_numbers_and_exits_3(
             cli.EXIT_FAILURE,
             "neither unix seconds nor ISO 8601",
         ),
+        (
+            "blank.csv",
+            "user_id,item_id,rating\n1,1,4\n1,2,\n2,1,5\n",
+            cli.EXIT_FAILURE,
+            "rating is not a finite number in 1 of 3 rows (first: data row 2, "
+            "value empty); fix or drop those rows",
+        ),
+        (
+            "words.csv",
+            "user_id,item_id,rating\n1,1,4\n1,2,good\n2,1,inf\n",
+            cli.EXIT_FAILURE,
+            "rating is not a finite number in 2 of 3 rows (first: data row 2, "
+            "value 'good')",
+        ),
+        (
+            "nobody.csv",
+            "user_id,item_id,rating\n1,1,4\n,2,3\n",
+            cli.EXIT_FAILURE,
+            "user_id is empty in 1 of 2 rows (first: data row 2, value empty)",
+        ),
+        (
+            "huge.csv",
+            "user_id,item_id,rating\n1,1,4\n1,2,1000000000\n",
+            cli.EXIT_FAILURE,
+            "ratings run from 4 to 1e+09, too wide to be a rating scale (at most 21 "
+            "values",
+        ),
     ],
 )
 def test_report_of_a_bad_file(
@@ -657,6 +684,34 @@ def test_report_of_a_bad_file(
     assert result == code
     assert out == ""
     assert_error(err, fragment)
+
+
+def test_report_on_a_scale_given_by_hand(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    (workdir / "tens.csv").write_text(
+        "user_id,item_id,rating\n1,1,10\n1,2,20\n2,1,100\n2,2,20\n"
+    )
+
+    code, out, err = run(
+        capsys, "report", "tens.csv", "--json", "--rating-scale", "10,20,50,100"
+    )
+
+    assert code == cli.EXIT_OK, err
+    ratings = json.loads(out)["ratings"]
+    assert ratings["scale_values"] == [10.0, 20.0, 50.0, 100.0]
+    assert ratings["shares"] == [0.25, 0.5, 0.0, 0.25]
+    assert ratings["off_scale_share"] == 0.0
+
+
+@pytest.mark.parametrize("scale", ["1,x", "", "1,nan"])
+def test_report_refuses_a_scale_that_is_not_numbers(
+    capsys: pytest.CaptureFixture[str], workdir: Path, scale: str
+) -> None:
+    code, _, err = run(capsys, "report", "any.csv", "--rating-scale", scale)
+
+    assert code == cli.EXIT_USAGE
+    assert_error(err, "--rating-scale takes comma-separated numbers", repr(scale))
 
 
 # cache ----------------------------------------------------------------------

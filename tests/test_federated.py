@@ -590,3 +590,20 @@ def test_engine_clients_matches_the_fixture_path(engine: Engine) -> None:
 
     assert len(made) == 4
     assert sum(len(c.train) + len(c.test) for c in made) == 800
+
+
+@pytest.mark.parametrize("method", ["dataset", "catalog", "entry", "estimate"])
+def test_a_dataset_request_refuses_federated_arguments(engine: Engine, method: str):
+    with pytest.raises(RequestError) as refused:
+        getattr(engine, method)("tech", clients=5, partition="iid", **SMALL)
+
+    message = str(refused.value)
+    assert message.startswith("'clients', 'partition' split a dataset into")
+    assert "use prisyn.clients(...) or the prisyn_clients fixture" in message
+    assert "A dataset takes: profile, n_users," in message
+
+
+def test_clients_take_the_federated_arguments_the_dataset_refuses(engine: Engine):
+    made = engine.clients("tech", clients=5, partition="iid", **SMALL)
+
+    assert len(made) == 5
