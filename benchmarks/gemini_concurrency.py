@@ -27,8 +27,9 @@ from pytest_prisyn.simulate import Simulator
 
 LATENCY_S = 0.3
 CHUNKS = 20
-# 40 users and 400 rows in chunks of at most 22 rows make exactly 20 chunks.
-CHUNK_ROWS = 22
+# 60 users (at most 16 rows each) and 400 rows in chunks of at most 24 rows make
+# exactly 20 chunks of one call each.
+CHUNK_ROWS = 24
 TARGET = 5.0
 # socketserver listens with a backlog of 5: when 8 connections open at once the
 # kernel drops a SYN and the client sends it again a second later, a stall of
@@ -66,10 +67,10 @@ def main() -> int:
     simulator = Simulator(
         population=[("tech", 1.0)],
         specs={"tech": spec},
-        n_users=40,
+        n_users=60,
         n_items=60,
         n_interactions=400,
-        seed=1,
+        seed=5,
     )
     with GeminiServer(latency=LATENCY_S) as server:
         server.set_handler(perfect_model)

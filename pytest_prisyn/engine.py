@@ -374,6 +374,7 @@ class Engine:
             # Paid for, even when the dataset failed: the summary must say so.
             self.stats.gemini_calls += usage.calls + usage.unanswered
             self.stats.gemini_retries += usage.retries
+            self.stats.gemini_rows_reused += usage.rows_from_cache
             self.stats.gemini_tokens += usage.tokens
             self.stats.add_cost(usage.cost(self._prices()))
         entry.metadata.update(model=request.model, usage=usage.as_dict(self._prices()))
@@ -406,7 +407,7 @@ class Engine:
             concurrency=self.settings.concurrency,
             # Regenerating must not replay the rows it means to replace, but
             # keeps the new ones as it goes.
-            chunk_cache=_RowsStore(self.store),
+            rows_cache=_RowsStore(self.store),
             reuse=not fresh,
             budget=self._budget(),
             progress=lambda done: self.on_progress(label, done),
@@ -467,8 +468,8 @@ class Engine:
     def estimate(self, profile: object = None, **arguments: Any) -> Any:
         """What generating a request with Gemini would cost, without calling it.
 
-        Returns a `gemini.Estimate` (calls, tokens, dollars); specs already
-        cached and rows chunks already paid for cost nothing.
+        Returns a `gemini.Estimate` (calls, tokens, dollars); specs and rows
+        already in the cache cost nothing.
         """
         from pytest_prisyn import gemini
 
@@ -506,7 +507,7 @@ class Engine:
                     self.settings.model,
                     prices=self._prices(),
                     descriptions={p.name: p.description for p in plan.profiles},
-                    chunk_cache=_RowsStore(self.store),
+                    rows_cache=_RowsStore(self.store),
                 ),
             )
         return total
@@ -631,8 +632,10 @@ class _RowsStore:
         rows = None if document is None else document.get("rows")
         return rows if isinstance(rows, list) else None
 
-    def put(self, key: str, rows: list[dict[str, Any]]) -> None:
-        self.store.put_json(self.prefix + key, {"rows": rows})
+    def put(self, rows: Mapping[str, list[dict[str, Any]]]) -> None:
+        self.store.put_json_many(
+            {self.prefix + key: {"rows": user_rows} for key, user_rows in rows.items()}
+        )
 
 
 def _plus(a: Any, b: Any) -> Any:

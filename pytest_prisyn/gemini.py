@@ -10,8 +10,9 @@ Every call goes through the SDK's async client with the SDK's own retries off
 (they ignore RetryInfo, and on a refused connection they sleep up to ten
 seconds unasked). Retries are ours: bounded by attempts and by a total time
 cap, honouring RetryInfo. Calls are counted in a `Usage`, may be held to a
-`Budget`, and rows-mode chunks go out concurrently and can be resumed from a
-`ChunkCache`.
+`Budget`. Rows-mode chunks go out concurrently, and every row accepted is kept
+in a `RowsCache` under its user, so a failed run resumes and a bigger request
+asks only for the rows it adds.
 """
 
 from __future__ import annotations
@@ -52,11 +53,11 @@ __all__ = [
     "Budget",
     "BudgetExceededError",
     "CallUsage",
-    "ChunkCache",
     "Estimate",
     "Price",
     "Progress",
     "RowsAnswer",
+    "RowsCache",
     "SpecAnswer",
     "SpecReply",
     "Usage",
@@ -99,6 +100,7 @@ ROWS_BASE_TOKENS = 1024
 MAX_PROMPT_ITEMS = 400
 MAX_FEEDBACK_ROWS = 12
 MAX_TAKEN_PAIRS = 2000
+MAX_NAMED_USERS = 8  # users (or runs of users) a message names before "N more"
 ITEM_NAMES_PER_CATEGORY = 60
 MAX_API_TEXT = 300
 DEFAULT_MAX_TOTAL_S = 600.0
@@ -480,18 +482,22 @@ class Progress:
     from_cache: int
 
 
-class ChunkCache(Protocol):
+class RowsCache(Protocol):
     """Where rows mode keeps the rows Gemini wrote, so no row is paid for twice.
 
-    Each key holds one user's valid rows (see `_RowsCache`); a value may hold
+    Each key holds one user's valid rows (see `_UserRows`); a value may hold
     fewer rows than a request wants: the next run asks only for the rest.
     """
 
     def get(self, key: str) -> list[dict[str, Any]] | None:
         """Return the rows stored under key, or None."""
 
-    def put(self, key: str, rows: list[dict[str, Any]]) -> None:
-        """Store valid rows under key, replacing what was there."""
+    def put(self, rows: Mapping[str, list[dict[str, Any]]]) -> None:
+        """Store the valid rows of several keys, replacing what each held.
+
+        Called after every answer with the rows of each user it added to:
+        a store that can should write them in one transaction.
+        """
 
 
 # -- spec mode ---------------------------------------------------------------------
@@ -782,17 +788,17 @@ def write_rows(
     max_backoff_s: float = 10.0,
     max_total_s: float = DEFAULT_MAX_TOTAL_S,
     concurrency: int = DEFAULT_CONCURRENCY,
-    chunk_cache: ChunkCache | None = None,
+    rows_cache: RowsCache | None = None,
     reuse: bool = True,
     budget: Budget | None = None,
     progress: Callable[[Progress], None] | None = None,
 ) -> RowsAnswer:
     """Ask Gemini to write the interactions the simulator plans, chunks in parallel.
 
-    Each user's rows are read from `chunk_cache` first (unless `reuse` is
+    Each user's rows are read from `rows_cache` first (unless `reuse` is
     false), and only what is missing is asked for: the users still short
     are split into chunks of about `chunk_rows` rows, at most `concurrency`
-    asked at once. Every valid row is put in `chunk_cache` as soon as it is
+    asked at once. Every valid row is put in `rows_cache` as soon as it is
     accepted, so a run that fails keeps what it paid for and a bigger
     request tops each user up. The answer is assembled in user order, so it
     does not depend on which call finished first. `progress` is called once
@@ -814,10 +820,11 @@ def write_rows(
         retry=_Retry(attempts, backoff_s, max_backoff_s, max_total_s),
         budget=budget,
         max_reasks=max_reasks,
+        ask_rows=chunk_rows,
         thinking_budget=thinking_budget,
         temperature=temperature,
         schema=rows_schema(),
-        cache=_RowsCache(model, plan, chunk_cache, reuse=reuse),
+        cache=_UserRows(model, plan, rows_cache, reuse=reuse),
     )
     wanted = _wanted(simulator)
     kept = job.cache.load(wanted)
@@ -837,24 +844,32 @@ def estimate_rows(
     chunk_rows: int = 200,
     prices: Mapping[str, Price] | None = None,
     descriptions: Mapping[str, str] | None = None,
-    chunk_cache: ChunkCache | None = None,
+    rows_cache: RowsCache | None = None,
 ) -> Estimate:
     """Estimate what write_rows would cost, without calling Gemini.
 
-    Rows already in `chunk_cache` cost nothing (pass the descriptions
+    Rows already in `rows_cache` cost nothing (pass the descriptions
     write_rows gets: they are part of each user's cache key). Retries and
     re-asks are not foreseen: the estimate is what a run that goes well costs.
     """
     plan = _Plan.from_simulator(simulator, descriptions or {})
     wanted = _wanted(simulator)
-    kept = _RowsCache(model, plan, chunk_cache).load(wanted)
+    kept = _UserRows(model, plan, rows_cache).load(wanted)
     schema = rows_schema()
     calls = []
     for chunk in _chunk_users(wanted, kept, chunk_rows):
         missing = _missing(chunk, kept)
-        task = _rows_prompt(plan, missing, _prompt_items(plan, chunk, missing), kept)
-        output = sum(missing.values()) * ROW_OUTPUT_TOKENS + ROWS_ANSWER_TOKENS
-        calls.append((_prompt_tokens(ROWS_INSTRUCTION, task, schema), output))
+        items = _prompt_items(plan, chunk, missing)
+        while missing:
+            part = _next_part(missing, chunk_rows)
+            task = _rows_prompt(plan, part, items, kept)
+            output = sum(part.values()) * ROW_OUTPUT_TOKENS + ROWS_ANSWER_TOKENS
+            calls.append((_prompt_tokens(ROWS_INSTRUCTION, task, schema), output))
+            missing = {
+                user: count - part.get(user, 0)
+                for user, count in missing.items()
+                if count > part.get(user, 0)
+            }
     return _estimate(model, calls, prices)
 
 
@@ -912,12 +927,19 @@ class _Chunk:
     wanted: dict[int, int]
 
     def __str__(self) -> str:
-        """Name the chunk for messages, e.g. 'chunk 2 of 5 (users 7-12)'."""
-        users = list(self.wanted)
-        span = (
-            f"user {users[0]}" if len(users) == 1 else f"users {users[0]}-{users[-1]}"
-        )
-        return f"chunk {self.index + 1} of {self.total} ({span})"
+        """Name the chunk for messages, e.g. 'chunk 2 of 5 (users 7-12, 15)'."""
+        users = sorted(self.wanted)
+        runs: list[list[int]] = []
+        for user in users:
+            if runs and user == runs[-1][-1] + 1:
+                runs[-1].append(user)
+            else:
+                runs.append([user])
+        spans = [str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs]
+        if len(spans) > MAX_NAMED_USERS:
+            spans[MAX_NAMED_USERS:] = [f"... ({len(users)} users)"]
+        who = "user" if len(users) == 1 else "users"
+        return f"chunk {self.index + 1} of {self.total} ({who} {', '.join(spans)})"
 
 
 @dataclass(frozen=True)
@@ -941,8 +963,9 @@ class _Row:
 
 @dataclass(frozen=True)
 class _ChunkResult:
-    """What a finished chunk took: rows refused and re-asks."""
+    """What writing a chunk (or part of one) took: rows written, refused, re-asks."""
 
+    written: int
     rejected: int
     reasks: int
 
@@ -956,25 +979,32 @@ def _wanted(simulator: Simulator) -> dict[int, int]:
 def _chunk_users(
     wanted: Mapping[int, int], kept: Mapping[int, list[_Row]], chunk_rows: int
 ) -> list[_Chunk]:
-    """Split the users still short into runs that ask for about chunk_rows rows."""
+    """Group the users still short, in user order, into chunks.
+
+    A chunk asks for about chunk_rows rows, and its users hold at most
+    MAX_TAKEN_PAIRS rows in all when it is done, so every pair they hold fits
+    in the prompt's already_taken list (a user holding more is alone).
+    """
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
     groups: list[dict[int, int]] = [{}]
-    asked = 0
+    asked = held = 0
     for user, count in wanted.items():
         missing = count - len(kept[user])
         if missing <= 0:
             continue
-        if groups[-1] and asked + missing > chunk_rows:
+        full = asked + missing > chunk_rows or held + count > MAX_TAKEN_PAIRS
+        if groups[-1] and full:
             groups.append({})
-            asked = 0
+            asked = held = 0
         groups[-1][user] = count
         asked += missing
+        held += count
     groups = [group for group in groups if group]
     return [_Chunk(i, len(groups), group) for i, group in enumerate(groups)]
 
 
-class _RowsCache:
+class _UserRows:
     """The rows cache: every user's valid rows under a key of their own.
 
     The key holds what shapes a user's rows: the model, the catalog, the
@@ -982,16 +1012,17 @@ class _RowsCache:
     It leaves out how many rows the user has, so a bigger request finds the
     rows a smaller one paid for and asks only for the extra ones, and a
     smaller request takes the first rows of each user. Rows are checked
-    again when read; any that no longer fit are dropped and asked for anew.
-    A cache that fails to read or write is warned about once and then left
-    alone for the rest of the run: the rows are still used, only not kept.
+    again when read; any that no longer fit are dropped from the cache. A
+    cache that fails to read is not read again this run, one that fails to
+    write is not written again; either is warned about once, and the rows
+    are still used.
     """
 
     def __init__(
         self,
         model: str,
         plan: _Plan,
-        cache: ChunkCache | None,
+        cache: RowsCache | None,
         *,
         reuse: bool = True,
     ) -> None:
@@ -1010,6 +1041,11 @@ class _RowsCache:
         }
         self._shared = hashlib.sha256(json.dumps(shared).encode()).hexdigest()
 
+    @property
+    def keeps(self) -> bool:
+        """Return whether rows written now are kept in the cache."""
+        return self._writable
+
     def key(self, user: int) -> str:
         """Return the cache key of a user's rows."""
         profile = int(self.plan.user_profile[user - 1])
@@ -1027,6 +1063,7 @@ class _RowsCache:
     def load(self, wanted: Mapping[int, int]) -> dict[int, list[_Row]]:
         """Return each user's cached rows that fit, at most as many as wanted."""
         kept: dict[int, list[_Row]] = {user: [] for user in wanted}
+        cleaned: dict[int, list[_Row]] = {}
         for user, count in wanted.items():
             stored = self._get(user)
             if stored is None:
@@ -1038,22 +1075,30 @@ class _RowsCache:
             )
             if refused:
                 logger.warning(
-                    "Gemini %s: %d cached rows of user %d do not fit (%s); "
-                    "asking for them again",
+                    "Gemini %s: dropped %d cached %s of user %d that no longer "
+                    "fit (%s)",
                     self.model,
                     len(refused),
+                    "row" if len(refused) == 1 else "rows",
                     user,
                     refused[0]["reason"],
                 )
+                cleaned[user] = list(kept[user])
             del kept[user][count:]
+        self.save(cleaned)
         return kept
 
-    def save(self, user: int, rows: Sequence[_Row]) -> None:
-        """Keep a user's rows, replacing what the cache held for them."""
-        if not self._writable or self._cache is None:
+    def save(self, rows: Mapping[int, Sequence[_Row]]) -> None:
+        """Keep these users' rows, replacing what the cache held for them."""
+        if not rows or not self._writable or self._cache is None:
             return
         try:
-            self._cache.put(self.key(user), [row.as_json() for row in rows])
+            self._cache.put(
+                {
+                    self.key(user): [row.as_json() for row in user_rows]
+                    for user, user_rows in rows.items()
+                }
+            )
         except (PrisynError, OSError) as error:
             self._writable = False
             logger.warning(
@@ -1062,11 +1107,6 @@ class _RowsCache:
                 self.model,
                 error,
             )
-
-    @property
-    def keeps(self) -> bool:
-        """Return whether rows written now are kept in the cache."""
-        return self._writable
 
     def _get(self, user: int) -> object:
         if not self._readable or self._cache is None:
@@ -1094,10 +1134,11 @@ class _RowsJob:
     retry: _Retry
     budget: Budget | None
     max_reasks: int
+    ask_rows: int
     thinking_budget: int | None
     temperature: float
     schema: dict[str, Any]
-    cache: _RowsCache
+    cache: _UserRows
 
     def config(self, rows: int) -> types.GenerateContentConfig:
         """Return the request config for an ask of this many rows."""
@@ -1121,15 +1162,14 @@ class _Tally:
     def __init__(
         self,
         total: int,
-        kept: Mapping[int, list[_Row]],
         from_cache: int,
         usage: Usage,
         progress: Callable[[Progress], None] | None,
     ) -> None:
         self.total = total
         self.done = 0
+        self.kept = from_cache
         self.rejected = 0
-        self._kept = kept
         self._from_cache = from_cache
         self._usage = usage
         self._tokens_before = usage.tokens
@@ -1139,6 +1179,7 @@ class _Tally:
     def add(self, result: _ChunkResult) -> None:
         """Count a finished chunk and report where the run stands."""
         self.done += 1
+        self.kept += result.written
         self.rejected += result.rejected
         self._report()
 
@@ -1148,7 +1189,7 @@ class _Tally:
                 Progress(
                     chunks_done=self.done,
                     chunks_total=self.total,
-                    rows_kept=sum(len(rows) for rows in self._kept.values()),
+                    rows_kept=self.kept,
                     rows_rejected=self.rejected,
                     tokens=self._usage.tokens - self._tokens_before,
                     from_cache=self._from_cache,
@@ -1170,7 +1211,7 @@ async def _write_chunks(
     (and are cached): their calls are paid for.
     """
     gate = asyncio.Semaphore(concurrency)
-    tally = _Tally(len(chunks), kept, from_cache, job.usage, progress)
+    tally = _Tally(len(chunks), from_cache, job.usage, progress)
     failed = False
 
     async def write(chunk: _Chunk) -> _ChunkResult | None:
@@ -1188,17 +1229,16 @@ async def _write_chunks(
 
     outcomes = await asyncio.gather(*map(write, chunks), return_exceptions=True)
     for outcome in outcomes:
-        if isinstance(outcome, GenerationError) and len(chunks) > 1:
-            kept_note = (
-                "; the rows written are kept, and the next run asks only for the rest"
-                if job.cache.keeps
-                else ""
-            )
+        if isinstance(outcome, GenerationError):
             # The chunk's own error, told how far the whole request got.
-            outcome.args = (
-                f"{outcome} {tally.done} of {tally.total} chunks were "
-                f"written{kept_note}.",
-            )
+            notes = [str(outcome)]
+            if len(chunks) > 1:
+                notes.append(f"{tally.done} of {tally.total} chunks were written.")
+            if job.cache.keeps:
+                notes.append(
+                    "Every row accepted is kept: the next run asks only for the rest."
+                )
+            outcome.args = (" ".join(notes),)
         if isinstance(outcome, BaseException):
             raise outcome
     return [outcome for outcome in outcomes if isinstance(outcome, _ChunkResult)]
@@ -1207,41 +1247,85 @@ async def _write_chunks(
 async def _write_chunk(
     job: _RowsJob, chunk: _Chunk, kept: dict[int, list[_Row]]
 ) -> _ChunkResult:
-    """Ask for a chunk's missing rows, then re-ask for what is still missing."""
-    first = _missing(chunk, kept)
-    items = _prompt_items(job.plan, chunk, first)
+    """Write a chunk's missing rows, at most `job.ask_rows` rows an ask.
+
+    A user with more missing rows than that is asked for them over several
+    asks, one after the other, each seeing the rows taken before.
+    """
+    missing = _missing(chunk, kept)
+    items = _prompt_items(job.plan, chunk, missing)
     logger.info(
-        "Gemini %s: writing %d rows of %s", job.model, sum(first.values()), chunk
+        "Gemini %s: writing %d rows of %s", job.model, sum(missing.values()), chunk
     )
-    rejected = 0
-    reasks = 0
+    done = _ChunkResult(written=0, rejected=0, reasks=0)
+    while missing:
+        target = {
+            user: len(kept[user]) + count
+            for user, count in _next_part(missing, job.ask_rows).items()
+        }
+        part = await _write_part(job, chunk, target, items, kept)
+        done = _ChunkResult(
+            done.written + part.written,
+            done.rejected + part.rejected,
+            done.reasks + part.reasks,
+        )
+        missing = _missing(chunk, kept)
+    return done
+
+
+def _next_part(missing: Mapping[int, int], ask_rows: int) -> dict[int, int]:
+    """Return the next ask's rows per user: users in order, ask_rows rows at most."""
+    part: dict[int, int] = {}
+    room = ask_rows
+    for user, count in missing.items():
+        if room <= 0:
+            break
+        part[user] = min(count, room)
+        room -= part[user]
+    return part
+
+
+async def _write_part(
+    job: _RowsJob,
+    chunk: _Chunk,
+    target: Mapping[int, int],
+    items: Sequence[int],
+    kept: dict[int, list[_Row]],
+) -> _ChunkResult:
+    """Ask until each user of `target` holds that many rows, re-asking if short."""
+    written = rejected = reasks = 0
     feedback: list[dict[str, Any]] = []
     for ask in range(job.max_reasks + 1):
-        missing = _missing(chunk, kept)
-        if not missing:
+        wanted = {
+            user: count - len(kept[user])
+            for user, count in target.items()
+            if len(kept[user]) < count
+        }
+        if not wanted:
             break
         if ask:
-            reasks = ask
+            reasks += 1
             job.usage.reasks += 1
-        rows = await _ask_rows(job, chunk, missing, items, kept, feedback)
-        before = {user: len(kept[user]) for user in missing}
-        feedback = _screen_rows(rows, job.plan, missing, kept)
-        for user, had in before.items():
-            if len(kept[user]) > had:
-                job.cache.save(user, kept[user])
+        rows = await _ask_rows(job, chunk, wanted, items, kept, feedback)
+        before = {user: len(kept[user]) for user in wanted}
+        feedback = _screen_rows(rows, job.plan, wanted, kept)
+        grown = {
+            user: kept[user] for user, had in before.items() if len(kept[user]) > had
+        }
+        job.cache.save(grown)
+        written += sum(len(kept[user]) - before[user] for user in grown)
         rejected += len(feedback)
         job.usage.rejected_rows += len(feedback)
         if feedback:
             logger.info(
                 "Gemini %s: %s: %d rows rejected", job.model, chunk, len(feedback)
             )
-    if _missing(chunk, kept):
+    short = {user: count for user, count in target.items() if len(kept[user]) < count}
+    if short:
         raise GenerationError(
-            _short_message(
-                job.model, chunk, kept, rejected, job.max_reasks + 1, feedback
-            )
+            _short_message(job, chunk, short, kept, rejected, feedback)
         )
-    return _ChunkResult(rejected, reasks)
+    return _ChunkResult(written, rejected, reasks)
 
 
 async def _ask_rows(
@@ -1477,28 +1561,27 @@ def _iso(seconds: int) -> str:
 
 
 def _short_message(
-    model: str,
+    job: _RowsJob,
     chunk: _Chunk,
+    short: Mapping[int, int],
     kept: Mapping[int, list[_Row]],
     rejected: int,
-    asks: int,
     feedback: Sequence[dict[str, Any]],
 ) -> str:
     """Describe a chunk that stayed short after every re-ask."""
+    asks = job.max_reasks + 1
     wanted = sum(chunk.wanted.values())
-    have = sum(len(rows) for rows in kept.values())
-    short = ", ".join(
-        f"user {user}: {len(kept[user])} of {count}"
-        for user, count in chunk.wanted.items()
-        if len(kept[user]) < count
-    )
+    have = sum(len(kept[user]) for user in chunk.wanted)
+    named = [f"user {u}: {len(kept[u])} of {chunk.wanted[u]}" for u in short]
+    if len(named) > MAX_NAMED_USERS:
+        named[MAX_NAMED_USERS:] = [f"{len(named) - MAX_NAMED_USERS} more"]
     reasons = "; ".join(str(entry["reason"]) for entry in feedback[:3])
     last = f" Last rejections: {reasons}." if reasons else ""
     return (
-        f"Gemini model {model!r} left {chunk} short: wanted {wanted} rows, "
+        f"Gemini model {job.model!r} left {chunk} short: wanted {wanted} rows, "
         f"kept {have}, rejected {rejected} in {asks} asks ({asks - 1} re-asks); "
-        f"short users: {short}.{last} Retry later, raise max_reasks, or use "
-        "--prisyn-backend=simulate."
+        f"short users: {', '.join(named)}.{last} Retry later, raise max_reasks, or "
+        "use --prisyn-backend=simulate."
     )
 
 

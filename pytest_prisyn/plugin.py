@@ -340,6 +340,11 @@ def pytest_terminal_summary(
                 f"; the cache saved {stats.saved_tokens:,} tokens "
                 f"({_dollars(stats.saved_cost)})"
             )
+        if stats.gemini_rows_reused:
+            line += (
+                f"; {stats.gemini_rows_reused:,} rows written by Gemini in earlier "
+                "runs were reused"
+            )
         terminalreporter.write_line(line)
     if stats.damaged:
         terminalreporter.write_line(
@@ -436,9 +441,12 @@ class _ProgressLine:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is None:
             return
+        reused = ""
+        if progress.from_cache:
+            reused = f" ({progress.from_cache:,} from earlier runs)"
         text = (
             f"prisyn: gemini {label}: chunk {progress.chunks_done}/"
-            f"{progress.chunks_total}, {progress.rows_kept:,} rows kept, "
+            f"{progress.chunks_total}, {progress.rows_kept:,} rows kept{reused}, "
             f"{progress.rows_rejected:,} rejected, {progress.tokens:,} tokens"
         )
         finished = progress.chunks_done == progress.chunks_total

@@ -20,6 +20,7 @@ class Stats:
     gemini_calls: int = 0
     gemini_retries: int = 0
     gemini_tokens: int = 0
+    gemini_rows_reused: int = 0  # rows-mode rows read from the rows cache
     gemini_cost: float | None = 0.0  # None once any call had no known price
     saved_tokens: int = 0
     saved_cost: float | None = 0.0
@@ -81,6 +82,7 @@ class Stats:
         self.gemini_calls += int(other.get("gemini_calls", 0))
         self.gemini_retries += int(other.get("gemini_retries", 0))
         self.gemini_tokens += int(other.get("gemini_tokens", 0))
+        self.gemini_rows_reused += int(other.get("gemini_rows_reused", 0))
         self.saved_tokens += int(other.get("saved_tokens", 0))
         self.gemini_cost = _add(self.gemini_cost, other.get("gemini_cost", 0.0))
         self.saved_cost = _add(self.saved_cost, other.get("saved_cost", 0.0))

@@ -23,7 +23,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -116,11 +116,13 @@ class Store:
         return self._fetch(DATASET_PREFIX + fingerprint) is not None
 
     def put(self, fingerprint: str, entry: Entry) -> None:
-        """Store a complete, validated entry in one transaction."""
-        self._write(DATASET_PREFIX + fingerprint, encode(entry))
-        self._write(
-            META_PREFIX + fingerprint,
-            json.dumps(entry.metadata, sort_keys=True, default=str).encode(),
+        """Store a complete, validated entry and its metadata in one transaction."""
+        metadata = json.dumps(entry.metadata, sort_keys=True, default=str).encode()
+        self._write_all(
+            {
+                DATASET_PREFIX + fingerprint: encode(entry),
+                META_PREFIX + fingerprint: metadata,
+            }
         )
 
     def delete(self, fingerprint: str) -> None:
@@ -144,7 +146,16 @@ class Store:
 
     def put_json(self, key: str, document: dict[str, Any]) -> None:
         """Store a small JSON document."""
-        self._write(SPEC_PREFIX + key, json.dumps(document, sort_keys=True).encode())
+        self.put_json_many({key: document})
+
+    def put_json_many(self, documents: Mapping[str, dict[str, Any]]) -> None:
+        """Store small JSON documents, all in one transaction."""
+        self._write_all(
+            {
+                SPEC_PREFIX + key: json.dumps(document, sort_keys=True).encode()
+                for key, document in documents.items()
+            }
+        )
 
     def fingerprints(self) -> list[str]:
         """Fingerprints of every stored dataset."""
@@ -204,8 +215,8 @@ class Store:
             return value
         raise StoreError(f"cache entry {key} is not raw bytes")
 
-    def _write(self, key: str, value: bytes) -> None:
-        self._guard("write to", self._open().set, key, value)
+    def _write_all(self, values: Mapping[str, bytes]) -> None:
+        self._guard("write to", self._open().set_all, values)
 
     def _guard(self, action: str, call: Any, *args: Any) -> Any:
         try:
@@ -300,8 +311,10 @@ class _Writable:
     def get(self, key: str) -> Any:
         return self._cache.get(key, default=None)
 
-    def set(self, key: str, value: bytes) -> None:
-        self._cache.set(key, value)
+    def set_all(self, values: Mapping[str, bytes]) -> None:
+        with self._cache.transact():
+            for key, value in values.items():
+                self._cache.set(key, value)
 
     def delete(self, key: str) -> None:
         self._cache.delete(key)
@@ -347,7 +360,7 @@ class _ReadOnly:
             return path.read_bytes()
         raise StoreError(f"cache entry {key} is not raw bytes (mode {mode})")
 
-    def set(self, key: str, value: bytes) -> None:
+    def set_all(self, values: Mapping[str, bytes]) -> None:
         raise StoreError(self._why)
 
     def delete(self, key: str) -> None:

@@ -99,20 +99,23 @@ def same_rows(left: gemini.RowsAnswer, right: gemini.RowsAnswer) -> None:
         np.testing.assert_array_equal(getattr(left, column), getattr(right, column))
 
 
-class MemoryChunkCache:
-    """A ChunkCache in a dict; rows go through JSON, as on disk."""
+class MemoryRowsCache:
+    """A RowsCache in a dict; rows go through JSON, as on disk."""
 
     def __init__(self) -> None:
         self.entries: dict[str, str] = {}
+        self.puts = 0
 
     def get(self, key: str) -> list[dict[str, Any]] | None:
         """Return the rows stored under key, or None."""
         text = self.entries.get(key)
         return None if text is None else list(json.loads(text))
 
-    def put(self, key: str, rows: list[dict[str, Any]]) -> None:
-        """Store rows under key."""
-        self.entries[key] = json.dumps(rows)
+    def put(self, rows: dict[str, list[dict[str, Any]]]) -> None:
+        """Store each key's rows."""
+        self.puts += 1
+        for key, user_rows in rows.items():
+            self.entries[key] = json.dumps(user_rows)
 
 
 class Overlap:
@@ -583,7 +586,7 @@ def test_failed_run_keeps_finished_chunks_and_the_next_asks_only_the_rest(
     cached_users: int,
     asked_next: list[list[int]],
 ) -> None:
-    cache = MemoryChunkCache()
+    cache = MemoryRowsCache()
     server.set_handler(
         lambda request: (
             Reply.case("error-503-overloaded.json")
@@ -597,7 +600,7 @@ def test_failed_run_keeps_finished_chunks_and_the_next_asks_only_the_rest(
             client,
             ten_users,
             chunk_rows=FIVE_CHUNKS,
-            chunk_cache=cache,
+            rows_cache=cache,
             concurrency=concurrency,
         )
     )
@@ -605,8 +608,8 @@ def test_failed_run_keeps_finished_chunks_and_the_next_asks_only_the_rest(
     assert "chunk 3 of 5 (users 6-7)" in message
     written = 2 if concurrency == 1 else 4
     assert (
-        f"{written} of 5 chunks were written; the rows written are kept, "
-        "and the next run asks only for the rest." in message
+        f"{written} of 5 chunks were written. Every row accepted is kept: the "
+        "next run asks only for the rest." in message
     )
     # One entry per user whose rows were accepted; after a failure no chunk starts.
     assert len(cache.entries) == cached_users
@@ -618,7 +621,7 @@ def test_failed_run_keeps_finished_chunks_and_the_next_asks_only_the_rest(
         client,
         ten_users,
         chunk_rows=FIVE_CHUNKS,
-        chunk_cache=cache,
+        rows_cache=cache,
         usage=usage,
         concurrency=1,
     )
@@ -636,7 +639,7 @@ def test_failed_run_keeps_finished_chunks_and_the_next_asks_only_the_rest(
 def test_rows_accepted_before_a_chunk_failed_are_kept(
     server: GeminiServer, client: genai.Client, ten_users: Simulator
 ) -> None:
-    cache = MemoryChunkCache()
+    cache = MemoryRowsCache()
     wanted = dict(enumerate(ten_users.counts.tolist(), 1))
 
     def half_then_overloaded(request: RecordedRequest) -> Reply:
@@ -651,7 +654,7 @@ def test_rows_accepted_before_a_chunk_failed_are_kept(
 
     server.set_handler(half_then_overloaded)
 
-    message = failure(lambda: write_rows(client, ten_users, chunk_cache=cache))
+    message = failure(lambda: write_rows(client, ten_users, rows_cache=cache))
 
     assert "503 UNAVAILABLE" in message
     # The first ask wanted every row; the re-ask for the other half failed.
@@ -660,7 +663,7 @@ def test_rows_accepted_before_a_chunk_failed_are_kept(
     server.reset()
     server.set_handler(perfect_model)
 
-    answer = write_rows(client, ten_users, chunk_cache=cache)
+    answer = write_rows(client, ten_users, rows_cache=cache)
 
     check_rows(answer, ten_users)
     paid_again = asked_per_user(server)
@@ -682,16 +685,16 @@ def _take(budget: dict[int, int], user: int) -> bool:
 def test_growing_a_request_asks_only_for_the_extra_rows(
     server: GeminiServer, client: genai.Client, ten_users: Simulator
 ) -> None:
-    cache = MemoryChunkCache()
+    cache = MemoryRowsCache()
     server.set_handler(perfect_model)
-    small = write_rows(client, ten_users, chunk_rows=FIVE_CHUNKS, chunk_cache=cache)
+    small = write_rows(client, ten_users, chunk_rows=FIVE_CHUNKS, rows_cache=cache)
     bigger = ten_users_with(250)
     server.reset()
     server.set_handler(perfect_model)
     usage = gemini.Usage()
 
     grown = write_rows(
-        client, bigger, chunk_rows=FIVE_CHUNKS, chunk_cache=cache, usage=usage
+        client, bigger, chunk_rows=FIVE_CHUNKS, rows_cache=cache, usage=usage
     )
 
     check_rows(grown, bigger)
@@ -709,21 +712,21 @@ def test_growing_a_request_asks_only_for_the_extra_rows(
     server.reset()
     server.set_handler(perfect_model)
 
-    shrunk = write_rows(client, ten_users, chunk_rows=FIVE_CHUNKS, chunk_cache=cache)
+    shrunk = write_rows(client, ten_users, chunk_rows=FIVE_CHUNKS, rows_cache=cache)
 
     assert server.request_count == 0
     same_rows(small, shrunk)
 
 
-def test_whole_request_from_the_chunk_cache_makes_no_call(
+def test_whole_request_from_the_rows_cache_makes_no_call(
     server: GeminiServer, client: genai.Client, ten_users: Simulator
 ) -> None:
-    cache = MemoryChunkCache()
+    cache = MemoryRowsCache()
     server.set_handler(perfect_model)
-    first = write_rows(client, ten_users, chunk_rows=FIVE_CHUNKS, chunk_cache=cache)
+    first = write_rows(client, ten_users, chunk_rows=FIVE_CHUNKS, rows_cache=cache)
     calls = server.request_count
 
-    again = write_rows(client, ten_users, chunk_rows=FIVE_CHUNKS, chunk_cache=cache)
+    again = write_rows(client, ten_users, chunk_rows=FIVE_CHUNKS, rows_cache=cache)
 
     same_rows(first, again)
     assert server.request_count == calls
@@ -735,7 +738,7 @@ def test_whole_request_from_the_chunk_cache_makes_no_call(
         descriptions=DESCRIPTIONS,
         usage=gemini.Usage(),
         chunk_rows=FIVE_CHUNKS,
-        chunk_cache=cache,
+        rows_cache=cache,
     )
     assert other_model.from_cache == 0
     assert server.request_count == calls + 5
@@ -744,9 +747,9 @@ def test_whole_request_from_the_chunk_cache_makes_no_call(
 def test_cached_rows_are_keyed_by_what_shapes_them(
     server: GeminiServer, client: genai.Client, ten_users: Simulator
 ) -> None:
-    cache = MemoryChunkCache()
+    cache = MemoryRowsCache()
     server.set_handler(perfect_model)
-    write_rows(client, ten_users, chunk_cache=cache)
+    write_rows(client, ten_users, rows_cache=cache)
     other_seed = Simulator(
         population=[("tech", 1.0)],
         specs={"tech": _spec("tech")},
@@ -767,7 +770,7 @@ def test_cached_rows_are_keyed_by_what_shapes_them(
             plan,
             descriptions=descriptions,
             usage=gemini.Usage(),
-            chunk_cache=cache,
+            rows_cache=cache,
         )
         assert answer.from_cache == 0
 
@@ -775,9 +778,9 @@ def test_cached_rows_are_keyed_by_what_shapes_them(
 def test_regenerating_reads_no_cached_rows_but_replaces_them(
     server: GeminiServer, client: genai.Client, ten_users: Simulator
 ) -> None:
-    cache = MemoryChunkCache()
+    cache = MemoryRowsCache()
     server.set_handler(perfect_model)
-    first = write_rows(client, ten_users, chunk_cache=cache)
+    first = write_rows(client, ten_users, rows_cache=cache)
     calls = server.request_count
 
     def an_hour_later(request: RecordedRequest) -> Reply:
@@ -795,14 +798,14 @@ def test_regenerating_reads_no_cached_rows_but_replaces_them(
         ten_users,
         descriptions=DESCRIPTIONS,
         usage=gemini.Usage(),
-        chunk_cache=cache,
+        rows_cache=cache,
         reuse=False,
     )
 
     assert server.request_count == 2 * calls
     assert again.from_cache == 0
     assert np.all(again.timestamp_s - first.timestamp_s == 3600)
-    replayed = write_rows(client, ten_users, chunk_cache=cache)
+    replayed = write_rows(client, ten_users, rows_cache=cache)
     same_rows(replayed, again)
 
 
@@ -812,42 +815,152 @@ def test_cached_rows_that_do_not_fit_are_asked_again(
     simulator: Simulator,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    cache = MemoryChunkCache()
+    cache = MemoryRowsCache()
     server.set_handler(perfect_model)
-    write_rows(client, simulator, chunk_cache=cache)
+    write_rows(client, simulator, rows_cache=cache)
     key = next(iter(cache.entries))
     rows = json.loads(cache.entries[key])
     user = rows[0]["user_id"]
     rows[0]["rating"] = 11.0
-    cache.put(key, rows)
+    cache.put({key: rows})
     server.reset()
     server.set_handler(perfect_model)
 
-    answer = write_rows(client, simulator, chunk_cache=cache)
+    answer = write_rows(client, simulator, rows_cache=cache)
 
     check_rows(answer, simulator)
     assert answer.from_cache == simulator.n_interactions - 1
     assert asked_per_user(server) == {user: 1}
     assert (
-        f"1 cached rows of user {user} do not fit (rating 11.0 is not one of"
-        in caplog.text
+        f"dropped 1 cached row of user {user} that no longer fit (rating 11.0 is "
+        "not one of" in caplog.text
     )
     assert 11.0 not in [row["rating"] for row in json.loads(cache.entries[key])]
 
 
-class BrokenChunkCache:
-    """A ChunkCache whose disk has failed."""
+def test_cached_rows_that_do_not_fit_are_dropped_from_the_cache(
+    server: GeminiServer,
+    client: genai.Client,
+    simulator: Simulator,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cache = MemoryRowsCache()
+    server.set_handler(perfect_model)
+    write_rows(client, simulator, rows_cache=cache)
+    key = next(iter(cache.entries))
+    rows = json.loads(cache.entries[key])
+    cache.put({key: rows + rows})  # every row twice, as a repetition loop writes
+    calls = server.request_count
+
+    answer = write_rows(client, simulator, rows_cache=cache)
+
+    check_rows(answer, simulator)
+    assert server.request_count == calls
+    assert f"dropped {len(rows)} cached rows of user" in caplog.text
+    assert json.loads(cache.entries[key]) == rows
+    caplog.clear()
+    write_rows(client, simulator, rows_cache=cache)
+    assert "dropped" not in caplog.text
+
+
+def test_users_holding_many_rows_are_chunked_so_every_held_pair_is_shown(
+    server: GeminiServer, client: genai.Client
+) -> None:
+    def plan(n_interactions: int) -> Simulator:
+        return Simulator(
+            population=[("tech", 1.0)],
+            specs={"tech": _spec("tech")},
+            n_users=60,
+            n_items=200,
+            n_interactions=n_interactions,
+            seed=4,
+        )
+
+    cache = MemoryRowsCache()
+    server.set_handler(perfect_model)
+    write_rows(client, plan(6000), rows_cache=cache)
+    server.reset()
+    # The perfect model avoids exactly the pairs it is shown: any held pair left
+    # out of already_taken would come back as a duplicate and be re-asked.
+    server.set_handler(perfect_model)
+    usage = gemini.Usage()
+
+    grown = write_rows(client, plan(6060), rows_cache=cache, usage=usage)
+
+    check_rows(grown, plan(6060))
+    assert usage.reasks == 0
+    assert usage.rejected_rows == 0
+    for request in server.requests:
+        assert len(task(request).get("already_taken", [])) <= gemini.MAX_TAKEN_PAIRS
+    # Each of the 60 users, holding 100 rows, needs one more: 6,060 held pairs
+    # in all, so at least four chunks.
+    assert sum(rows_asked(request) for request in server.requests) == 60
+    assert server.request_count >= 4
+
+
+def test_a_user_with_more_rows_than_an_ask_holds_is_asked_in_turns(
+    server: GeminiServer, client: genai.Client, ten_users: Simulator
+) -> None:
+    server.set_handler(perfect_model)
+    heaviest = int(np.argmax(ten_users.counts)) + 1
+    wanted = int(ten_users.counts.max())
+
+    answer = write_rows(client, ten_users, chunk_rows=4)
+
+    check_rows(answer, ten_users)
+    asks = [task(request) for request in server.requests]
+    assert all(rows_asked(request) <= 4 for request in server.requests)
+    turns = [ask for ask in asks if heaviest in [u["user_id"] for u in ask["users"]]]
+    assert len(turns) == -(-wanted // 4)
+    # Each turn is shown what the turns before it wrote.
+    held = [
+        sum(pair[0] == heaviest for pair in ask.get("already_taken", []))
+        for ask in turns
+    ]
+    assert held == [4 * turn for turn in range(len(turns))]
+
+
+def test_a_failed_single_chunk_says_its_rows_are_kept(
+    server: GeminiServer, client: genai.Client, simulator: Simulator
+) -> None:
+    def half_then_nothing(request: RecordedRequest) -> Reply:
+        rows = good_rows(request)
+        return Reply.success({"rows": rows[: len(rows) // 2] if len(rows) > 30 else []})
+
+    server.set_handler(half_then_nothing)
+
+    message = failure(
+        lambda: write_rows(client, simulator, rows_cache=MemoryRowsCache())
+    )
+
+    assert "wanted 60 rows, kept 30" in message
+    assert message.endswith(
+        "Every row accepted is kept: the next run asks only for the rest."
+    )
+    assert "chunks were written" not in message
+
+
+def test_chunks_of_scattered_users_name_them_in_runs() -> None:
+    chunk = gemini._Chunk(1, 4, {2: 5, 3: 5, 4: 5, 9: 1, 12: 2, 13: 2})
+
+    assert str(chunk) == "chunk 2 of 4 (users 2-4, 9, 12-13)"
+    many = gemini._Chunk(0, 1, {user: 1 for user in range(1, 40, 2)})
+    assert str(many).endswith("(users 1, 3, 5, 7, 9, 11, 13, 15, ... (20 users))")
+
+
+class BrokenRowsCache:
+    """A RowsCache whose disk has failed."""
 
     def get(self, key: str) -> list[dict[str, Any]] | None:
         """Fail to read."""
         raise StoreError("cannot read the cache: disk I/O error")
 
-    def put(self, key: str, rows: list[dict[str, Any]]) -> None:
+    def put(self, rows: dict[str, list[dict[str, Any]]]) -> None:
         """Fail to write."""
         raise StoreError("cannot write the cache: disk full")
 
 
-def test_unusable_chunk_cache_only_costs_the_caching(
+def test_unusable_rows_cache_only_costs_the_caching(
     server: GeminiServer,
     client: genai.Client,
     simulator: Simulator,
@@ -855,7 +968,7 @@ def test_unusable_chunk_cache_only_costs_the_caching(
 ) -> None:
     server.set_handler(perfect_model)
 
-    answer = write_rows(client, simulator, chunk_cache=BrokenChunkCache())
+    answer = write_rows(client, simulator, rows_cache=BrokenRowsCache())
 
     check_rows(answer, simulator)
     assert "rows cache unreadable, asking for every row: cannot read" in caplog.text
@@ -969,9 +1082,9 @@ def test_rows_estimate_is_close_to_what_the_run_spends(
 def test_rows_estimate_leaves_out_cached_chunks(
     server: GeminiServer, client: genai.Client, ten_users: Simulator
 ) -> None:
-    cache = MemoryChunkCache()
+    cache = MemoryRowsCache()
     server.set_handler(perfect_model)
-    write_rows(client, ten_users, chunk_rows=FIVE_CHUNKS, chunk_cache=cache)
+    write_rows(client, ten_users, chunk_rows=FIVE_CHUNKS, rows_cache=cache)
     del cache.entries[next(iter(cache.entries))]
 
     estimate = gemini.estimate_rows(
@@ -979,7 +1092,7 @@ def test_rows_estimate_leaves_out_cached_chunks(
         MODEL,
         chunk_rows=FIVE_CHUNKS,
         descriptions=DESCRIPTIONS,
-        chunk_cache=cache,
+        rows_cache=cache,
     )
 
     assert estimate.calls == 1
@@ -1147,9 +1260,9 @@ def test_progress_is_reported_after_each_chunk(
         events.append(event)
         threads.add(threading.get_ident())
 
-    cache = MemoryChunkCache()
+    cache = MemoryRowsCache()
     write_rows(
-        client, ten_users, chunk_rows=FIVE_CHUNKS, chunk_cache=cache, progress=record
+        client, ten_users, chunk_rows=FIVE_CHUNKS, rows_cache=cache, progress=record
     )
 
     assert [event.chunks_done for event in events] == [0, 1, 2, 3, 4, 5]
@@ -1167,7 +1280,7 @@ def test_progress_is_reported_after_each_chunk(
     events.clear()
 
     write_rows(
-        client, ten_users, chunk_rows=FIVE_CHUNKS, chunk_cache=cache, progress=record
+        client, ten_users, chunk_rows=FIVE_CHUNKS, rows_cache=cache, progress=record
     )
 
     assert events == [

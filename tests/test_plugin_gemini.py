@@ -313,6 +313,12 @@ def test_growing_a_rows_dataset_pays_only_for_the_extra_rows(
     grown = pytester.runpytest("--prisyn-backend=gemini")
 
     grown.assert_outcomes(passed=1)
+    grown.stdout.fnmatch_lines(
+        [
+            "prisyn: gemini tech *: chunk 1/1, 200 rows kept (80 from earlier runs), *",
+            "gemini: 1 call *; 80 rows written by Gemini in earlier runs were reused",
+        ]
+    )
     small, big = pd.read_csv(small_csv), pd.read_csv(big_csv)
     per_user = pd.concat(
         [small.groupby("user_id").size(), big.groupby("user_id").size()],
