@@ -42,7 +42,7 @@ from pytest_prisyn.request import (
     parse_population,
 )
 from pytest_prisyn.spec import BehaviorSpec, build_spec
-from pytest_prisyn.stats import FROM_CACHE, Stats
+from pytest_prisyn.stats import FROM_CACHE, FROM_DATA, Stats
 from pytest_prisyn.store import Entry, Store
 
 if TYPE_CHECKING:
@@ -229,17 +229,19 @@ class Engine:
         if fingerprint in self._memory:
             return self._memory[fingerprint]
         entry = None
+        source = FROM_DATA
         if self.data is not None:
             entry = self.data.get(fingerprint)
             self.stats.ignored_data = [problem for _, problem in self.data.problems]
         if entry is None:
             entry = self.store.get(fingerprint)
+            source = FROM_CACHE
         self.stats.damaged = len(self.store.damaged)
         if self.store.quarantined is not None:
             self.stats.quarantined = str(self.store.quarantined)
         if entry is None or self._refused_as_stale(fingerprint, entry):
             return None
-        self.stats.served[fingerprint] = FROM_CACHE
+        self.stats.served[fingerprint] = source
         usage = entry.metadata.get("usage")
         if isinstance(usage, dict):
             self.stats.add_saved(usage)

@@ -318,7 +318,10 @@ def pytest_terminal_summary(
     by_backend = ", ".join(
         f"{name}: {n}" for name, n in sorted(stats.generated.items())
     )
-    line = f"datasets: {stats.from_cache} from cache, {generated} generated"
+    committed = ""
+    if stats.from_data or config.stash[settings_key].data_dir is not None:
+        committed = f" {stats.from_data} from committed data,"
+    line = f"datasets: {stats.from_cache} from cache,{committed} {generated} generated"
     if generated:
         line += f" ({by_backend}) in {stats.seconds_generating:.1f}s"
     if stats.failed:

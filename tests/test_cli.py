@@ -283,6 +283,24 @@ def test_offline_auto_miss_of_a_spec_less_profile_asks_for_the_gemini_backend(
     assert record.strip().endswith("--backend gemini")
 
 
+def test_generate_says_when_data_came_from_the_committed_directory(
+    capsys: pytest.CaptureFixture[str],
+    workdir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    generate(capsys, "tech", "-o", "first.csv")
+    run(capsys, "cache", "export", "data", *CACHE)
+    monkeypatch.setenv("PRISYN_DATA_DIR", "data")
+
+    code, _, err = run(
+        capsys, "generate", "tech", *SMALL, "-o", "again.csv", "--cache-dir", "empty"
+    )
+
+    assert code == cli.EXIT_OK, err
+    assert "(from committed data in " in err
+    assert (workdir / "first.csv").read_bytes() == (workdir / "again.csv").read_bytes()
+
+
 def test_gemini_backend_through_the_loopback_server_never_shows_the_key(
     capsys: pytest.CaptureFixture[str], workdir: Path, server: GeminiServer
 ) -> None:

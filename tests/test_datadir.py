@@ -181,7 +181,9 @@ def test_ci_recipe_commit_the_data_then_replay_offline(
     )
 
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["*1 from cache, 0 generated*"])
+    result.stdout.fnmatch_lines(
+        ["datasets: 0 from cache, 1 from committed data, 0 generated"]
+    )
     assert (pytester.path / "seen.csv").read_text() == recorded
 
 
