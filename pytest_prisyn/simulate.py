@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 BLOCK_USERS = 1024
 DENSE_FRACTION = 8
 DENSE_CELLS = 1 << 22
+TAKEN_CELLS = 1 << 23
 REDRAW_ROUNDS = 30
 CALIBRATION_BLOCKS = 16
 CALIBRATION_ROWS = 50_000
@@ -234,26 +235,23 @@ class Simulator:
             item_names,
             _rng(self.seed, _STREAM_NAMES),
         )
-        # Items are drawn within a group (category x style) by popularity; the
-        # groups are laid end to end, group g covering [g, g + 1) on one line.
+        # Items are drawn within a group (category x style) by popularity, from
+        # one alias table per group: the groups' slots are laid end to end, each
+        # group's in order of popularity.
         n_groups = len(self.categories) * STYLES
         self.item_group = self.item_category.astype(np.int64) * STYLES + self.item_style
-        order = np.argsort(self.item_group, kind="stable")
-        counts = np.bincount(self.item_group, minlength=n_groups)
-        self._order = order
-        self._group_start = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        self._group_stop = np.cumsum(counts)
+        slots = np.lexsort((self.popularity, self.item_group))
+        self._group_size = np.bincount(self.item_group, minlength=n_groups)
+        self._group_start = np.cumsum(self._group_size) - self._group_size
         self._group_mass = np.bincount(
             self.item_group, weights=self.popularity, minlength=n_groups
         )
-        within = self.popularity[order]
-        cumulative = np.empty(self.n_items)
-        for group in np.flatnonzero(counts):
-            lo, hi = self._group_start[group], self._group_stop[group]
-            part = np.cumsum(within[lo:hi])
-            cumulative[lo:hi] = group + part / part[-1]
-            cumulative[hi - 1] = group + 1.0
-        self._cumulative = cumulative
+        keep, alias = _alias_tables(
+            self.popularity[slots], self._group_start, self._group_size
+        )
+        self._slot_keep = keep
+        self._slot_item = slots
+        self._alias_item = slots[alias]
         self._item_share = self.popularity / self._group_mass[self.item_group]
 
     def _assign_profiles(self) -> None:
@@ -405,7 +403,7 @@ class Simulator:
         within = style[:, None, :] * mass[None, :, :] + 1e-12 * mass[None, :, :]
         within /= within.sum(axis=2, keepdims=True)
         groups = (mix[:, :, None] * within).reshape(n, -1)
-        return _Tastes(mix=mix, style=style, bias=bias, groups=groups, within=within)
+        return _Tastes(mix=mix, style=style, bias=bias, groups=groups)
 
     def _choose(
         self, rng: np.random.Generator, tastes: _Tastes, counts: np.ndarray
@@ -418,7 +416,7 @@ class Simulator:
             rng, tastes.groups[dense_users], counts[dense_users]
         )
         local_s, items_s = self._choose_sparse(
-            rng, tastes.subset(sparse_users), counts[sparse_users]
+            rng, tastes.groups[sparse_users], counts[sparse_users]
         )
         return (
             np.concatenate([dense_users[local_d], sparse_users[local_s]]),
@@ -430,14 +428,14 @@ class Simulator:
         rng: np.random.Generator,
         groups: np.ndarray,
         wanted: np.ndarray,
-        held: tuple[np.ndarray, np.ndarray] | None = None,
+        held: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """``wanted[u]`` distinct items for each user u of `groups`, skipping `held`.
 
         The k largest of log(weight) + Gumbel noise (equivalently of
         weight / Exp(1)) are a sample of k distinct items drawn one after
-        another in proportion to weight. `held` is a pair of arrays (user,
-        item) of items a user already has.
+        another in proportion to weight. `held` marks (user, item) cells of
+        items a user already has.
         """
         batch = max(1, DENSE_CELLS // self.n_items)
         local_parts, item_parts = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
@@ -446,9 +444,7 @@ class Simulator:
             weights = (groups[lo:hi, self.item_group] + 1e-7) * self._item_share
             keys = -weights / rng.standard_exponential(size=weights.shape)
             if held is not None:
-                users, items = held
-                inside = (users >= lo) & (users < hi)
-                keys[users[inside] - lo, items[inside]] = np.inf
+                keys[held[lo:hi]] = np.inf
             top = int(wanted[lo:hi].max(initial=0))
             if top < self.n_items:
                 best = np.argpartition(keys, top - 1, axis=1)[:, :top]
@@ -462,46 +458,60 @@ class Simulator:
         return np.concatenate(local_parts), np.concatenate(item_parts)
 
     def _choose_sparse(
-        self, rng: np.random.Generator, tastes: _Tastes, counts: np.ndarray
+        self, rng: np.random.Generator, groups: np.ndarray, counts: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Draw with replacement, redraw collisions, finish stubborn users densely."""
-        local = np.repeat(np.arange(len(counts)), counts)
-        draw_group = _GroupSampler(tastes)
-        items = self._draw_items(rng, draw_group(rng, local))
-        keys = local * self.n_items + items
-        repeated = ~_first_occurrences(keys)
-        taken = np.sort(keys[~repeated])
-        for _ in range(REDRAW_ROUNDS):
-            pending = np.flatnonzero(repeated)
-            if not len(pending):
-                break
-            fresh = self._draw_items(rng, draw_group(rng, local[pending]))
-            fresh_keys = local[pending] * self.n_items + fresh
-            new = _first_occurrences(fresh_keys) & ~_contains(taken, fresh_keys)
-            items[pending[new]] = fresh[new]
-            repeated[pending[new]] = False
-            added = np.sort(fresh_keys[new])
-            taken = np.insert(taken, np.searchsorted(taken, added), added)
-        if repeated.any():
-            # Users whose favourite categories are nearly exhausted keep colliding;
-            # finish them with a dense draw that skips what they already have.
-            short = np.unique(local[repeated])
-            wanted = np.bincount(local[repeated], minlength=len(counts))[short]
-            kept = ~repeated & np.isin(local, short)
-            held = (np.searchsorted(short, local[kept]), items[kept])
-            _, filled = self._gumbel_top(rng, tastes.groups[short], wanted, held)
-            items[np.flatnonzero(repeated)] = filled
-        return local, items
+        """Distinct items for light users, a chunk of users at a time."""
+        chunk = max(1, TAKEN_CELLS // self.n_items)
+        parts = [np.zeros(0, np.int64)]
+        for lo in range(0, len(counts), chunk):
+            hi = min(lo + chunk, len(counts))
+            keys = self._distinct_keys(rng, groups[lo:hi], counts[lo:hi])
+            parts.append(keys + lo * self.n_items)
+        keys = np.concatenate(parts)
+        local = keys // self.n_items
+        return local, keys - local * self.n_items
 
-    def _draw_items(self, rng: np.random.Generator, groups: np.ndarray) -> np.ndarray:
+    def _distinct_keys(
+        self, rng: np.random.Generator, groups: np.ndarray, counts: np.ndarray
+    ) -> np.ndarray:
+        """Sorted ``user * n_items + item`` keys, ``counts[user]`` per user.
+
+        Draws with replacement and keeps the first draw of each item, redrawing
+        the rest: that is drawing without replacement, one item after another.
+        Users whose favourite groups run dry keep colliding; a dense draw that
+        skips what they already have finishes them.
+        """
+        n_users = len(counts)
+        sampler = _GroupSampler(groups)
+        taken = np.zeros(n_users * self.n_items, dtype=bool)
+        found = [np.zeros(0, np.int64)]
+        need = counts.copy()
+        users = np.flatnonzero(need)
+        for _ in range(REDRAW_ROUNDS):
+            if not len(users):
+                break
+            rows = np.repeat(users, need[users])
+            group, within = sampler(rng, rows)
+            keys = rows * self.n_items + self._draw_items(group, within)
+            keys = _distinct(keys[~taken[keys]])
+            taken[keys] = True
+            found.append(keys)
+            need -= np.bincount(keys // self.n_items, minlength=n_users)
+            users = np.flatnonzero(need)
+        if len(users):
+            held = taken.reshape(n_users, self.n_items)[users]
+            local, items = self._gumbel_top(rng, groups[users], need[users], held)
+            found.append(users[local] * self.n_items + items)
+        return np.sort(np.concatenate(found))
+
+    def _draw_items(self, groups: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
         """One item per row from its group, in proportion to popularity."""
-        position = np.searchsorted(
-            self._cumulative, groups + rng.random(len(groups)), side="right"
-        )
-        position = np.clip(
-            position, self._group_start[groups], self._group_stop[groups] - 1
-        )
-        return self._order[position]
+        size = self._group_size[groups]
+        slot = uniforms * size
+        whole = np.minimum(slot.astype(np.int64), size - 1)
+        position = self._group_start[groups] + whole
+        stays = slot - whole < self._slot_keep[position]
+        return np.where(stays, self._slot_item[position], self._alias_item[position])
 
     def _latent(
         self,
@@ -587,42 +597,44 @@ class Simulator:
 class _Tastes:
     """A block's users: category mix, style preferences, leniency, group mix.
 
-    ``groups[u, c * STYLES + s]`` is user u's probability of group (c, s), and
-    ``within[u, c, s]`` the share of style s inside category c.
+    ``groups[u, c * STYLES + s]`` is user u's probability of group (c, s).
     """
 
     mix: np.ndarray
     style: np.ndarray
     bias: np.ndarray
     groups: np.ndarray
-    within: np.ndarray
-
-    def subset(self, users: np.ndarray) -> _Tastes:
-        """The same tastes for some of the users only."""
-        return _Tastes(
-            *(getattr(self, name)[users] for name in self.__dataclass_fields__)
-        )
 
 
 class _GroupSampler:
-    """Draws a (category, style) group per row: category first, then style."""
+    """Draws a (category, style) group per row, and a uniform left over.
 
-    def __init__(self, tastes: _Tastes) -> None:
-        n_users, self.n_categories = tastes.mix.shape
-        cumulative = np.cumsum(tastes.mix, axis=1)
+    Each user's cumulative group mix, offset by the user's index, lays all
+    users on one sorted line; a single searchsorted then draws every row. Where
+    the uniform fell inside its group's stretch is itself uniform and picks the
+    item within the group.
+    """
+
+    def __init__(self, groups: np.ndarray) -> None:
+        n_users, self.n_groups = groups.shape
+        cumulative = np.cumsum(groups, axis=1)
         cumulative /= cumulative[:, -1:]
+        cumulative[:, -1] = 1.0
         self.line = (cumulative + np.arange(n_users)[:, None]).ravel()
-        self.within = np.cumsum(tastes.within, axis=2)
-        self.within /= self.within[:, :, -1:]
+        self.lower = np.concatenate([[0.0], self.line[:-1]])
 
-    def __call__(self, rng: np.random.Generator, rows: np.ndarray) -> np.ndarray:
-        position = np.searchsorted(self.line, rows + rng.random(len(rows)), "right")
-        category = np.minimum(
-            position - rows * self.n_categories, self.n_categories - 1
-        )
-        steps = self.within[rows, category]
-        style = (steps <= rng.random(len(rows))[:, None]).sum(axis=1)
-        return category * STYLES + np.minimum(style, STYLES - 1)
+    def __call__(
+        self, rng: np.random.Generator, rows: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        # Rows come grouped by user, so sorting the points keeps each on its
+        # user's stretch; sorted points make the search fast.
+        points = np.sort(rows + rng.random(len(rows)))
+        position = np.searchsorted(self.line, points, side="right")
+        position = np.minimum(position, (rows + 1) * self.n_groups - 1)
+        lower = self.lower[position]
+        width = np.maximum(self.line[position] - lower, 1e-300)
+        within = np.clip((points - lower) / width, 0.0, 1.0)
+        return position - rows * self.n_groups, within
 
 
 @dataclass(frozen=True)
@@ -767,12 +779,45 @@ def _draw_categories(
     return np.minimum(position - rows * n_categories, n_categories - 1)
 
 
-def _first_occurrences(keys: np.ndarray) -> np.ndarray:
-    """Mask of the first occurrence of each value, in array order."""
-    order = np.argsort(keys, kind="stable")
-    first = np.ones(len(keys), dtype=bool)
-    first[order[1:]] = keys[order[1:]] != keys[order[:-1]]
-    return first
+def _alias_tables(
+    weights: np.ndarray, start: np.ndarray, size: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Walker alias tables for segments of `weights`, each sorted ascending.
+
+    Segment s is ``weights[start[s]:start[s] + size[s]]``. A draw picks a slot
+    of its segment uniformly and keeps it with probability ``keep[slot]``,
+    else takes ``alias[slot]``: slots come out in proportion to weight.
+    The segments are filled side by side, poorest slot first, each topped up
+    from the segment's richest slot.
+    """
+    segment = np.repeat(np.arange(len(size)), size)
+    totals = np.bincount(segment, weights=weights, minlength=len(size))
+    scaled = weights * (size / np.where(size > 0, totals, 1.0))[segment]
+    keep = np.ones(len(weights))
+    alias = np.arange(len(weights))
+    low = start.copy()
+    high = start + size - 1
+    live = np.flatnonzero(size > 1)
+    while len(live):
+        lo, hi = low[live], high[live]
+        rich = scaled[hi] >= 1.0
+        poor = np.where(rich, lo, hi)
+        donor = np.where(rich, hi, hi - 1)
+        keep[poor] = scaled[poor]
+        alias[poor] = donor
+        scaled[donor] -= 1.0 - scaled[poor]
+        low[live] = lo + rich
+        high[live] = hi - ~rich
+        live = live[low[live] < high[live]]
+    return keep, alias
+
+
+def _distinct(keys: np.ndarray) -> np.ndarray:
+    """The distinct values of `keys`, sorted."""
+    keys = np.sort(keys)
+    new = np.ones(len(keys), dtype=bool)
+    new[1:] = keys[1:] != keys[:-1]
+    return keys[new]
 
 
 def _towards_weekends(
@@ -785,12 +830,6 @@ def _towards_weekends(
     moved = day + to_weekend
     pull = (rng.random(len(day)) < WEEKEND_PULL) & (moved <= last_day)
     return np.where(pull, moved, day)
-
-
-def _contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    position = np.searchsorted(sorted_keys, keys)
-    position = np.minimum(position, len(sorted_keys) - 1)
-    return sorted_keys[position] == keys
 
 
 def _segment_cumsum(
