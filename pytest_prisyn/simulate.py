@@ -191,11 +191,12 @@ class Simulator:
         )
         for block in self._blocks(start, stop):
             first, last = max(block.start, start), min(block.stop, stop)
-            keep = (block.users >= first) & (block.users < last)
+            # A block's rows come in user order: the wanted users are a slice.
+            keep = slice(*np.searchsorted(block.users, [first, last]))
             low = int(offsets[first - start])
             high = int(offsets[last - start])
-            out.user_id[low:high] = block.users[keep] + 1
-            out.item_id[low:high] = block.items[keep] + 1
+            np.add(block.users[keep], 1, out=out.user_id[low:high])
+            np.add(block.items[keep], 1, out=out.item_id[low:high])
             out.rating[low:high] = block.ratings[keep]
             out.timestamp_s[low:high] = block.times[keep]
             out.profile_code[low:high] = self.user_profile[block.users[keep]]
@@ -250,6 +251,7 @@ class Simulator:
             self.popularity[slots], self._group_start, self._group_size
         )
         self._slot_keep = keep
+        self._quality_score = QUALITY_WEIGHT * self.quality
         self._slot_item = slots
         self._alias_item = slots[alias]
         self._item_share = self.popularity / self._group_mass[self.item_group]
@@ -354,25 +356,26 @@ class Simulator:
     def _block(self, block: int) -> _Block:
         # Blocks drawn for calibration are used once more, not drawn again.
         draw = self._drawn.pop(block, None) or self._draw_block(block)
-        local, items = draw.local, draw.items
-        ratings = np.empty(len(items))
-        row_profiles = draw.profiles[local]
-        for p, thresholds in enumerate(self._thresholds):
-            rows = row_profiles == p
-            ratings[rows] = self._values[np.searchsorted(thresholds, draw.latent[rows])]
-        times = self._timestamps(draw.rng, local, draw.counts, draw.profiles)
-        # One stable sort on a combined (user, time) key; ties keep draw order.
-        order = np.argsort(
-            local.astype(np.int64) << 40 | (times - EPOCH_SECONDS), kind="stable"
-        )
+        order, times = self._timeline(draw.rng, draw.local, draw.counts, draw.profiles)
+        local = draw.local[order]
         return _Block(
             start=draw.first,
             stop=draw.last,
-            users=draw.first + local[order],
-            items=items[order],
-            ratings=ratings[order],
-            times=times[order],
+            users=draw.first + local,
+            items=draw.items[order],
+            ratings=self._rate(draw.latent[order], draw.profiles[local]),
+            times=times,
         )
+
+    def _rate(self, latent: np.ndarray, row_profiles: np.ndarray) -> np.ndarray:
+        """Stars: each profile's latent scores cut at its calibrated thresholds."""
+        if len(self._thresholds) == 1:
+            return self._values[np.searchsorted(self._thresholds[0], latent)]
+        ratings = np.empty(len(latent))
+        for p, thresholds in enumerate(self._thresholds):
+            rows = row_profiles == p
+            ratings[rows] = self._values[np.searchsorted(thresholds, latent[rows])]
+        return ratings
 
     def _tastes(self, rng: np.random.Generator, profiles: np.ndarray) -> _Tastes:
         """Each user's category mix, style preferences and rating leniency."""
@@ -522,29 +525,37 @@ class Simulator:
         profiles: np.ndarray,
     ) -> np.ndarray:
         """Ordered-probit scores: leniency + quality + taste + noise."""
-        taste_weight = np.array([s.taste_weight for s in self.specs])[profiles[users]]
-        categories = self.item_category[items]
-        declared = np.maximum(self._declared.mean(axis=0)[categories], 1e-6)
-        for_category = np.log(
-            np.maximum(tastes.mix[users, categories], 1e-6) / declared
-        )
-        for_style = np.log(tastes.style[users, self.item_style[items]] * STYLES)
-        taste = np.clip(for_category, -2, 2) + 0.5 * np.clip(for_style, -2, 2)
+        # Leniency and taste depend on the user and the item's group only, so
+        # they are worked out per (user, group) and looked up per row.
+        taste_weight = np.array([s.taste_weight for s in self.specs])[profiles]
+        declared = np.maximum(self._declared.mean(axis=0), 1e-6)
+        for_category = np.log(np.maximum(tastes.mix, 1e-6) / declared)
+        for_style = np.log(tastes.style * STYLES)
+        taste = (
+            np.clip(for_category, -2, 2)[:, :, None]
+            + 0.5 * np.clip(for_style, -2, 2)[:, None, :]
+        ).reshape(len(profiles), -1)
+        per_group = tastes.bias[:, None] + taste_weight[:, None] * taste
+        n_groups = per_group.shape[1]
         return (
-            tastes.bias[users]
-            + QUALITY_WEIGHT * self.quality[items]
-            + taste_weight * taste
+            per_group.ravel()[users * n_groups + self.item_group[items]]
+            + self._quality_score[items]
             + rng.standard_normal(len(items))
         )
 
-    def _timestamps(
+    def _timeline(
         self,
         rng: np.random.Generator,
         local: np.ndarray,
         counts: np.ndarray,
         profiles: np.ndarray,
-    ) -> np.ndarray:
-        """Unix seconds for each row: sessions, daily rhythm, bursts."""
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Rows in order of user, then time, and their Unix seconds.
+
+        Each user's rows, in random order, fill the user's sessions in turn:
+        sessions follow each other at log-normal gaps with a daily rhythm, and
+        a session's rows come seconds apart (often in the same second).
+        """
         n_users = len(counts)
         size = np.array([s.session_size for s in self.specs])[profiles]
         gap = np.array([s.session_gap_seconds for s in self.specs])[profiles]
@@ -552,11 +563,18 @@ class Simulator:
         span = np.array([s.span_days for s in self.specs])[profiles] * 86_400.0
 
         sessions = 1 + rng.binomial(np.maximum(counts - 1, 0), 1.0 / size)
-        session_of_row = (rng.random(len(local)) * sessions[local]).astype(np.int64)
-        session_base = np.concatenate([[0], np.cumsum(sessions)[:-1]])
-        session_id = session_base[local] + session_of_row
-
+        session_base = np.cumsum(sessions) - sessions
         n_sessions = int(sessions.sum())
+        # A session's size is how many of its user's rows pick it at random.
+        picks = session_base[local] + (rng.random(len(local)) * sessions[local]).astype(
+            np.int64
+        )
+        row_session = np.repeat(
+            np.arange(n_sessions), np.bincount(picks, minlength=n_sessions)
+        )
+        shuffled = _shuffle_within(rng, local)
+        row_user = local[shuffled]
+
         session_user = np.repeat(np.arange(n_users), sessions)
         between = rng.lognormal(np.log(SESSION_GAP_DAYS * 86_400.0), 1.2, n_sessions)
         between[session_base] = 0.0
@@ -576,21 +594,18 @@ class Simulator:
         hour = (local_hour - zone) % 24
         session_start = day * 86_400.0 + hour * 3600.0 + rng.random(n_sessions) * 3600.0
 
-        shuffle = rng.integers(0, 1 << 20, len(local))
-        order = np.argsort(session_id << 20 | shuffle, kind="stable")
-        row_session = session_id[order]
-        steps = np.ceil(rng.exponential(gap[local[order]]))
-        steps[rng.random(len(order)) < same[local[order]]] = 0.0
-        first_in_session = np.ones(len(order), dtype=bool)
+        steps = np.ceil(rng.standard_exponential(len(local)) * gap[row_user])
+        steps[rng.random(len(local)) < same[row_user]] = 0.0
+        first_in_session = np.ones(len(local), dtype=bool)
         first_in_session[1:] = row_session[1:] != row_session[:-1]
         steps[first_in_session] = 0.0
         within = np.cumsum(steps)
         within -= np.maximum.accumulate(np.where(first_in_session, within, 0.0))
-        times = np.empty(len(local), dtype=np.int64)
-        times[order] = EPOCH_SECONDS + (session_start[row_session] + within).astype(
-            np.int64
-        )
-        return times
+        seconds = (session_start[row_session] + within).astype(np.int64)
+        # Sessions mostly come in time order already, so this sort is cheap;
+        # ties keep the shuffled order.
+        resort = np.argsort(row_user.astype(np.int64) << 40 | seconds, kind="stable")
+        return shuffled[resort], EPOCH_SECONDS + seconds[resort]
 
 
 @dataclass(frozen=True)
@@ -748,14 +763,10 @@ def _breadth_weights(declared: np.ndarray) -> np.ndarray:
     """
     weights = declared.copy()
     for _ in range(30):
-        spread = np.array(
-            [
-                np.sum(
-                    np.delete(declared, c) / np.maximum(1 - np.delete(weights, c), 1e-9)
-                )
-                for c in range(len(declared))
-            ]
-        )
+        # For each category c, the sum over the others c' of
+        # declared[c'] / (1 - weights[c']).
+        each = declared / np.maximum(1 - weights, 1e-9)
+        spread = each.sum() - each
         target = np.where(spread > 0, declared / np.maximum(spread, 1e-12), 0.0)
         if target.sum() == 0:
             return declared.copy()
@@ -818,6 +829,23 @@ def _distinct(keys: np.ndarray) -> np.ndarray:
     new = np.ones(len(keys), dtype=bool)
     new[1:] = keys[1:] != keys[:-1]
     return keys[new]
+
+
+def _shuffle_within(rng: np.random.Generator, groups: np.ndarray) -> np.ndarray:
+    """Row indices sorted by group, in random order within each group.
+
+    One sort of packed keys (group, random bits, row), cheaper than an argsort;
+    a block's rows and users leave at least 16 bits for the random part.
+    """
+    row_bits = max(len(groups) - 1, 1).bit_length()
+    group_bits = int(groups.max(initial=0)).bit_length()
+    noise_bits = 63 - row_bits - group_bits
+    keys = groups.astype(np.int64) << noise_bits
+    keys |= rng.integers(0, 1 << noise_bits, len(groups))
+    keys <<= row_bits
+    keys |= np.arange(len(groups))
+    keys.sort()
+    return keys & ((1 << row_bits) - 1)
 
 
 def _towards_weekends(
