@@ -42,6 +42,8 @@ DENSE_FRACTION = 8
 DENSE_CELLS = 1 << 22
 TAKEN_CELLS = 1 << 23
 REDRAW_ROUNDS = 30
+QUICK_REDRAWS = 6
+USED_UP = 1e-12
 CALIBRATION_BLOCKS = 16
 CALIBRATION_ROWS = 50_000
 QUALITY_WEIGHT = 0.8
@@ -479,33 +481,101 @@ class Simulator:
     ) -> np.ndarray:
         """Sorted ``user * n_items + item`` keys, ``counts[user]`` per user.
 
-        Draws with replacement and keeps the first draw of each item, redrawing
-        the rest: that is drawing without replacement, one item after another.
-        Users whose favourite groups run dry keep colliding; a dense draw that
-        skips what they already have finishes them.
+        Each round draws every missing item from what the user does not hold
+        yet (group by remaining taste, then item by popularity) and keeps the
+        first draw of each item; the rest are drawn again next round. That is
+        drawing without replacement, one item after another. Users left with
+        nothing to draw from (only zero-weight items) finish with a dense draw.
         """
-        n_users = len(counts)
-        sampler = _GroupSampler(groups)
+        n_users, n_groups = groups.shape
         taken = np.zeros(n_users * self.n_items, dtype=bool)
+        # Per (user, group): the share of the group's popularity not taken yet.
+        left = np.ones(n_users * n_groups)
         found = [np.zeros(0, np.int64)]
         need = counts.copy()
         users = np.flatnonzero(need)
         for _ in range(REDRAW_ROUNDS):
+            mass = groups[users] * left.reshape(n_users, n_groups)[users]
+            drawable = mass.sum(axis=1) > 0
+            users, mass = users[drawable], mass[drawable]
             if not len(users):
                 break
-            rows = np.repeat(users, need[users])
-            group, within = sampler(rng, rows)
-            keys = rows * self.n_items + self._draw_items(group, within)
+            picks = np.repeat(np.arange(len(users)), need[users])
+            group, within = _GroupSampler(mass)(rng, picks)
+            rows = users[picks]
+            items = self._draw_free(rng, taken, rows, group, within)
+            keys = rows * self.n_items + items
             keys = _distinct(keys[~taken[keys]])
             taken[keys] = True
             found.append(keys)
-            need -= np.bincount(keys // self.n_items, minlength=n_users)
+            rows = keys // self.n_items
+            items = keys - rows * self.n_items
+            cells = rows * n_groups + self.item_group[items]
+            np.subtract.at(left, cells, self._item_share[items])
+            # What rounding leaves of a used-up group is zero.
+            left[cells[left[cells] < USED_UP]] = 0.0
+            need -= np.bincount(rows, minlength=n_users)
             users = np.flatnonzero(need)
+        users = np.flatnonzero(need)
         if len(users):
-            held = taken.reshape(n_users, self.n_items)[users]
-            local, items = self._gumbel_top(rng, groups[users], need[users], held)
+            have = taken.reshape(n_users, self.n_items)[users]
+            local, items = self._gumbel_top(rng, groups[users], need[users], have)
             found.append(users[local] * self.n_items + items)
         return np.sort(np.concatenate(found))
+
+    def _draw_free(
+        self,
+        rng: np.random.Generator,
+        taken: np.ndarray,
+        users: np.ndarray,
+        groups: np.ndarray,
+        uniforms: np.ndarray,
+    ) -> np.ndarray:
+        """One item per row from its group by popularity, among those not taken.
+
+        Rows come sorted by (user, group). An item the user holds is drawn
+        again from the same group a few times; rows still unlucky (their group
+        is nearly used up) draw from the group's remaining items directly.
+        """
+        items = self._draw_items(groups, uniforms)
+        again = np.flatnonzero(taken[users * self.n_items + items])
+        for _ in range(QUICK_REDRAWS):
+            if not len(again):
+                return items
+            items[again] = self._draw_items(groups[again], rng.random(len(again)))
+            again = again[taken[users[again] * self.n_items + items[again]]]
+        if len(again):
+            items[again] = self._draw_remaining(rng, taken, users[again], groups[again])
+        return items
+
+    def _draw_remaining(
+        self,
+        rng: np.random.Generator,
+        taken: np.ndarray,
+        users: np.ndarray,
+        groups: np.ndarray,
+    ) -> np.ndarray:
+        """Like `_draw_free`, from a cumulative of each (user, group)'s free items."""
+        pair = np.ones(len(users), dtype=bool)
+        pair[1:] = (users[1:] != users[:-1]) | (groups[1:] != groups[:-1])
+        pair_of_row = np.cumsum(pair) - 1
+        size = self._group_size[groups[pair]]
+        cell_pair = np.repeat(np.arange(len(size)), size)
+        first = np.cumsum(size) - size
+        slot = (self._group_start[groups[pair]] - first)[cell_pair] + np.arange(
+            len(cell_pair)
+        )
+        cell_item = self._slot_item[slot]
+        free = ~taken[users[pair][cell_pair] * self.n_items + cell_item]
+        cumulative = np.cumsum(self.popularity[cell_item] * free)
+        last = first + size - 1
+        before = np.concatenate([[0.0], cumulative])[first]
+        target = (
+            before[pair_of_row]
+            + rng.random(len(users)) * (cumulative[last] - before)[pair_of_row]
+        )
+        position = np.searchsorted(cumulative, target, side="right")
+        return cell_item[np.minimum(position, last[pair_of_row])]
 
     def _draw_items(self, groups: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
         """One item per row from its group, in proportion to popularity."""
@@ -622,33 +692,40 @@ class _Tastes:
 
 
 class _GroupSampler:
-    """Draws a (category, style) group per row, and a uniform left over.
+    """Draws a group per row from each user's group masses, and a uniform left over.
 
-    Each user's cumulative group mix, offset by the user's index, lays all
-    users on one sorted line; a single searchsorted then draws every row. Where
-    the uniform fell inside its group's stretch is itself uniform and picks the
-    item within the group.
+    The users' masses laid end to end make one cumulative line; a single
+    searchsorted then draws every row. Where the point fell inside its
+    group's stretch is itself uniform and picks the item within the group.
     """
 
-    def __init__(self, groups: np.ndarray) -> None:
-        n_users, self.n_groups = groups.shape
-        cumulative = np.cumsum(groups, axis=1)
-        cumulative /= cumulative[:, -1:]
-        cumulative[:, -1] = 1.0
-        self.line = (cumulative + np.arange(n_users)[:, None]).ravel()
-        self.lower = np.concatenate([[0.0], self.line[:-1]])
+    def __init__(self, mass: np.ndarray) -> None:
+        n_users, n_groups = mass.shape
+        self.mass = mass.ravel()
+        self.line = np.cumsum(self.mass)
+        ends = self.line[n_groups - 1 :: n_groups]
+        self.start = np.concatenate([[0.0], ends[:-1]])
+        self.total = ends - self.start
+        self.n_groups = n_groups
+        # Rounding can put a point at its user's very end; it then counts
+        # for the user's last group with any mass.
+        self.last = (
+            np.arange(n_users) * n_groups
+            + n_groups
+            - 1
+            - np.argmax(mass[:, ::-1] > 0, axis=1)
+        )
 
     def __call__(
         self, rng: np.random.Generator, rows: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         # Rows come grouped by user, so sorting the points keeps each on its
         # user's stretch; sorted points make the search fast.
-        points = np.sort(rows + rng.random(len(rows)))
+        points = np.sort(self.start[rows] + rng.random(len(rows)) * self.total[rows])
         position = np.searchsorted(self.line, points, side="right")
-        position = np.minimum(position, (rows + 1) * self.n_groups - 1)
-        lower = self.lower[position]
-        width = np.maximum(self.line[position] - lower, 1e-300)
-        within = np.clip((points - lower) / width, 0.0, 1.0)
+        position = np.minimum(position, self.last[rows])
+        width = self.mass[position]
+        within = np.clip((points - self.line[position] + width) / width, 0.0, 1.0)
         return position - rows * self.n_groups, within
 
 
