@@ -635,15 +635,13 @@ class Simulator:
         sessions = 1 + rng.binomial(np.maximum(counts - 1, 0), 1.0 / size)
         session_base = np.cumsum(sessions) - sessions
         n_sessions = int(sessions.sum())
-        # A session's size is how many of its user's rows pick it at random.
-        picks = session_base[local] + (rng.random(len(local)) * sessions[local]).astype(
-            np.int64
-        )
-        row_session = np.repeat(
-            np.arange(n_sessions), np.bincount(picks, minlength=n_sessions)
-        )
         shuffled = _shuffle_within(rng, local)
-        row_user = local[shuffled]
+        # Shuffled, the rows come user by user: user u's counts[u] rows, so
+        # per-user values are repeated rather than looked up row by row.
+        # A session's size is how many of its user's rows pick it at random.
+        picks = (rng.random(len(local)) * np.repeat(sessions, counts)).astype(np.int64)
+        picks += np.repeat(session_base, counts)
+        session_size = np.bincount(picks, minlength=n_sessions)
 
         session_user = np.repeat(np.arange(n_users), sessions)
         between = rng.lognormal(np.log(SESSION_GAP_DAYS * 86_400.0), 1.2, n_sessions)
@@ -658,24 +656,27 @@ class Simulator:
         offset *= squeeze[session_user]
         start = rng.random(n_users) * np.maximum(room - last * squeeze, 0.0)
         day = np.floor((start[session_user] + offset) / 86_400.0)
-        day = _towards_weekends(rng, day, (room // 86_400.0)[session_user])
+        day = _towards_weekends(rng, day, np.repeat(room // 86_400.0, sessions))
         local_hour = rng.choice(24, size=n_sessions, p=DIURNAL / DIURNAL.sum())
         zone = rng.choice(ZONES, size=n_users, p=ZONE_SHARES)[session_user]
         hour = (local_hour - zone) % 24
         session_start = day * 86_400.0 + hour * 3600.0 + rng.random(n_sessions) * 3600.0
 
-        steps = np.ceil(rng.standard_exponential(len(local)) * gap[row_user])
-        steps[rng.random(len(local)) < same[row_user]] = 0.0
-        first_in_session = np.ones(len(local), dtype=bool)
-        first_in_session[1:] = row_session[1:] != row_session[:-1]
-        steps[first_in_session] = 0.0
-        within = np.cumsum(steps)
-        within -= np.maximum.accumulate(np.where(first_in_session, within, 0.0))
-        seconds = (session_start[row_session] + within).astype(np.int64)
+        steps = np.ceil(rng.standard_exponential(len(local)) * np.repeat(gap, counts))
+        steps[rng.random(len(local)) < np.repeat(same, counts)] = 0.0
+        # A row's time is its session's start plus the steps since the
+        # session's first row.
+        elapsed = np.cumsum(steps)
+        used = session_size > 0
+        first_row = (np.cumsum(session_size) - session_size)[used]
+        seconds = elapsed + np.repeat(
+            session_start[used] - elapsed[first_row], session_size[used]
+        )
         # Sessions mostly come in time order already, so this sort is cheap;
         # ties keep the shuffled order.
-        resort = np.argsort(row_user.astype(np.int64) << 40 | seconds, kind="stable")
-        return shuffled[resort], EPOCH_SECONDS + seconds[resort]
+        user = np.repeat(np.arange(n_users, dtype=np.int64), counts)
+        resort = np.argsort(user << 40 | seconds.astype(np.int64), kind="stable")
+        return shuffled[resort], EPOCH_SECONDS + seconds[resort].astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -926,15 +927,16 @@ def _shuffle_within(rng: np.random.Generator, groups: np.ndarray) -> np.ndarray:
 
 
 def _towards_weekends(
-    rng: np.random.Generator, day: np.ndarray, last_day: float
+    rng: np.random.Generator, day: np.ndarray, last_day: np.ndarray
 ) -> np.ndarray:
     """Move some sessions to the next Saturday or Sunday (day 0 is a Monday)."""
-    weekday = day % 7
-    to_weekend = (5 - weekday) % 7 + rng.integers(0, 2, len(day))
-    to_weekend[weekday >= 5] = 0
-    moved = day + to_weekend
-    pull = (rng.random(len(day)) < WEEKEND_PULL) & (moved <= last_day)
-    return np.where(pull, moved, day)
+    pulled = np.flatnonzero(rng.random(len(day)) < WEEKEND_PULL)
+    weekday = day[pulled] % 7
+    to_weekend = 5 - weekday + rng.integers(0, 2, len(pulled))
+    moved = day[pulled] + np.where(weekday >= 5, 0, to_weekend)
+    fits = moved <= last_day[pulled]
+    day[pulled[fits]] = moved[fits]
+    return day
 
 
 def _segment_cumsum(
