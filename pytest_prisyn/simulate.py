@@ -405,7 +405,7 @@ class Simulator:
         # A user's share of category c goes to its styles in proportion to
         # (taste for the style) x (popularity mass of the style's items in c).
         mass = self._group_mass.reshape(len(self.categories), STYLES)
-        within = style[:, None, :] * mass[None, :, :] + 1e-12 * mass[None, :, :]
+        within = (style + 1e-12)[:, None, :] * mass[None, :, :]
         within /= within.sum(axis=2, keepdims=True)
         groups = (mix[:, :, None] * within).reshape(n, -1)
         return _Tastes(mix=mix, style=style, bias=bias, groups=groups)
@@ -479,7 +479,7 @@ class Simulator:
     def _distinct_keys(
         self, rng: np.random.Generator, groups: np.ndarray, counts: np.ndarray
     ) -> np.ndarray:
-        """Sorted ``user * n_items + item`` keys, ``counts[user]`` per user.
+        """``user * n_items + item`` keys, ``counts[user]`` per user.
 
         Each round draws every missing item from what the user does not hold
         yet (group by remaining taste, then item by popularity) and keeps the
@@ -503,9 +503,10 @@ class Simulator:
             picks = np.repeat(np.arange(len(users)), need[users])
             group, within = _GroupSampler(mass)(rng, picks)
             rows = users[picks]
-            items = self._draw_free(rng, taken, rows, group, within)
-            keys = rows * self.n_items + items
-            keys = _distinct(keys[~taken[keys]])
+            keys = rows * self.n_items + self._draw_items(group, within)
+            if len(found) > 1:
+                keys = self._redraw_held(rng, taken, keys, rows, group)
+            keys = _distinct(keys)
             taken[keys] = True
             found.append(keys)
             rows = keys // self.n_items
@@ -521,32 +522,35 @@ class Simulator:
             have = taken.reshape(n_users, self.n_items)[users]
             local, items = self._gumbel_top(rng, groups[users], need[users], have)
             found.append(users[local] * self.n_items + items)
-        return np.sort(np.concatenate(found))
+        return np.concatenate(found)
 
-    def _draw_free(
+    def _redraw_held(
         self,
         rng: np.random.Generator,
         taken: np.ndarray,
+        keys: np.ndarray,
         users: np.ndarray,
         groups: np.ndarray,
-        uniforms: np.ndarray,
     ) -> np.ndarray:
-        """One item per row from its group by popularity, among those not taken.
+        """`keys` with items the user holds drawn again from the same group.
 
-        Rows come sorted by (user, group). An item the user holds is drawn
-        again from the same group a few times; rows still unlucky (their group
-        is nearly used up) draw from the group's remaining items directly.
+        Rows come sorted by (user, group). A held item is drawn again a few
+        times; rows still unlucky (their group is nearly used up) draw from
+        the group's remaining items directly.
         """
-        items = self._draw_items(groups, uniforms)
-        again = np.flatnonzero(taken[users * self.n_items + items])
+        again = np.flatnonzero(taken[keys])
         for _ in range(QUICK_REDRAWS):
             if not len(again):
-                return items
-            items[again] = self._draw_items(groups[again], rng.random(len(again)))
-            again = again[taken[users[again] * self.n_items + items[again]]]
-        if len(again):
-            items[again] = self._draw_remaining(rng, taken, users[again], groups[again])
-        return items
+                return keys
+            items = self._draw_items(groups[again], rng.random(len(again)))
+            keys[again] = users[again] * self.n_items + items
+            again = again[taken[keys[again]]]
+        if not len(again):
+            return keys
+        items = self._draw_remaining(rng, taken, users[again], groups[again])
+        keys[again] = users[again] * self.n_items + items
+        # Rounding can still leave a held item: that row draws next round.
+        return keys[~taken[keys]]
 
     def _draw_remaining(
         self,
@@ -555,7 +559,7 @@ class Simulator:
         users: np.ndarray,
         groups: np.ndarray,
     ) -> np.ndarray:
-        """Like `_draw_free`, from a cumulative of each (user, group)'s free items."""
+        """An item per row from a cumulative of its (user, group)'s free items."""
         pair = np.ones(len(users), dtype=bool)
         pair[1:] = (users[1:] != users[:-1]) | (groups[1:] != groups[:-1])
         pair_of_row = np.cumsum(pair) - 1
