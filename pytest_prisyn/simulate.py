@@ -15,7 +15,7 @@ The model, in the order it runs:
    the profile's declared mix, so users are broad even when they have a favourite.
 4. Choice: items are drawn without replacement, weighted by the user's mix and
    the item's popularity (Gumbel top-k for heavy users or small catalogs,
-   rejection with redraws otherwise).
+   otherwise rounds of draws from what each user does not hold yet).
 5. Rating: an ordered-probit latent score (user leniency + item quality + taste
    for the category + noise) cut at thresholds calibrated so the profile's
    star histogram comes out as declared.

@@ -102,7 +102,7 @@ def test_golden_digest_pins_the_data_format() -> None:
     assert digest(frame) == GOLDEN
 
 
-GOLDEN = "f12a4c436cd72899d3372c56cad860dd1ef88b7bb37982bd8b5c6084dba51d98"
+GOLDEN = "6356455e2ad8fe1f305985aae1cf043cacaeb7e0e1ae5fd8a076b327a8189f62"
 
 
 def test_every_user_is_capped_by_the_catalog_and_dense_requests_work() -> None:
