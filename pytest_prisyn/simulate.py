@@ -501,9 +501,10 @@ class Simulator:
             if not len(users):
                 break
             picks = np.repeat(np.arange(len(users)), need[users])
-            group, within = _GroupSampler(mass)(rng, picks)
+            group = _GroupSampler(mass)(rng, picks)
             rows = users[picks]
-            keys = rows * self.n_items + self._draw_items(group, within)
+            items = self._draw_items(group, rng.random(len(rows)))
+            keys = rows * self.n_items + items
             if len(found) > 1:
                 keys = self._redraw_held(rng, taken, keys, rows, group)
             keys = _distinct(keys)
@@ -583,9 +584,9 @@ class Simulator:
 
     def _draw_items(self, groups: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
         """One item per row from its group, in proportion to popularity."""
-        size = self._group_size[groups]
-        slot = uniforms * size
-        whole = np.minimum(slot.astype(np.int64), size - 1)
+        # With uniforms below 1, slot stays below the group's size.
+        slot = uniforms * self._group_size[groups]
+        whole = slot.astype(np.int64)
         position = self._group_start[groups] + whole
         stays = slot - whole < self._slot_keep[position]
         return np.where(stays, self._slot_item[position], self._alias_item[position])
@@ -697,17 +698,15 @@ class _Tastes:
 
 
 class _GroupSampler:
-    """Draws a group per row from each user's group masses, and a uniform left over.
+    """Draws a group per row in proportion to its user's (unnormalised) masses.
 
     The users' masses laid end to end make one cumulative line; a single
-    searchsorted then draws every row. Where the point fell inside its
-    group's stretch is itself uniform and picks the item within the group.
+    searchsorted then draws every row.
     """
 
     def __init__(self, mass: np.ndarray) -> None:
         n_users, n_groups = mass.shape
-        self.mass = mass.ravel()
-        self.line = np.cumsum(self.mass)
+        self.line = np.cumsum(mass.ravel())
         ends = self.line[n_groups - 1 :: n_groups]
         self.start = np.concatenate([[0.0], ends[:-1]])
         self.total = ends - self.start
@@ -721,17 +720,13 @@ class _GroupSampler:
             - np.argmax(mass[:, ::-1] > 0, axis=1)
         )
 
-    def __call__(
-        self, rng: np.random.Generator, rows: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, rng: np.random.Generator, rows: np.ndarray) -> np.ndarray:
         # Rows come grouped by user, so sorting the points keeps each on its
         # user's stretch; sorted points make the search fast.
         points = np.sort(self.start[rows] + rng.random(len(rows)) * self.total[rows])
         position = np.searchsorted(self.line, points, side="right")
         position = np.minimum(position, self.last[rows])
-        width = self.mass[position]
-        within = np.clip((points - self.line[position] + width) / width, 0.0, 1.0)
-        return position - rows * self.n_groups, within
+        return position - rows * self.n_groups
 
 
 @dataclass(frozen=True)
