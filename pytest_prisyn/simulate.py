@@ -494,10 +494,8 @@ class Simulator:
         found = [np.zeros(0, np.int64)]
         need = counts.copy()
         users = np.flatnonzero(need)
+        mass = groups[users]
         for _ in range(REDRAW_ROUNDS):
-            mass = groups[users] * left.reshape(n_users, n_groups)[users]
-            drawable = mass.sum(axis=1) > 0
-            users, mass = users[drawable], mass[drawable]
             if not len(users):
                 break
             picks = np.repeat(np.arange(len(users)), need[users])
@@ -518,6 +516,9 @@ class Simulator:
             left[cells[left[cells] < USED_UP]] = 0.0
             need -= np.bincount(rows, minlength=n_users)
             users = np.flatnonzero(need)
+            mass = groups[users] * left.reshape(n_users, n_groups)[users]
+            drawable = mass.sum(axis=1) > 0
+            users, mass = users[drawable], mass[drawable]
         users = np.flatnonzero(need)
         if len(users):
             have = taken.reshape(n_users, self.n_items)[users]
@@ -551,7 +552,7 @@ class Simulator:
         items = self._draw_remaining(rng, taken, users[again], groups[again])
         keys[again] = users[again] * self.n_items + items
         # Rounding can still leave a held item: that row draws next round.
-        return keys[~taken[keys]]
+        return np.delete(keys, again[taken[keys[again]]])
 
     def _draw_remaining(
         self,
