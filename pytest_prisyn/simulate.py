@@ -678,11 +678,13 @@ class Simulator:
         seconds = elapsed + np.repeat(
             session_start[used] - elapsed[first_row], session_size[used]
         )
-        # Sessions mostly come in time order already, so this sort is cheap;
-        # ties keep the shuffled order.
+        # The shuffled rows take their user's times in time order: a random
+        # row order either way, and sorting values is cheaper than an argsort
+        # (sessions mostly come in time order already, so it has little to do).
         user = np.repeat(np.arange(n_users, dtype=np.int64), counts)
-        resort = np.argsort(user << 40 | seconds.astype(np.int64), kind="stable")
-        return shuffled[resort], EPOCH_SECONDS + seconds[resort].astype(np.int64)
+        times = np.sort(user << 40 | seconds.astype(np.int64), kind="stable")
+        times &= (1 << 40) - 1
+        return shuffled, EPOCH_SECONDS + times
 
 
 @dataclass(frozen=True)
