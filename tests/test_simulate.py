@@ -102,7 +102,7 @@ def test_golden_digest_pins_the_data_format() -> None:
     assert digest(frame) == GOLDEN
 
 
-GOLDEN = "6356455e2ad8fe1f305985aae1cf043cacaeb7e0e1ae5fd8a076b327a8189f62"
+GOLDEN = "f83cce9dbcc22b4ac35c340c0a7f62110414d60fd72c451e0c01343ff48f680c"
 
 
 def test_every_user_is_capped_by_the_catalog_and_dense_requests_work() -> None:
