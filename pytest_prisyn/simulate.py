@@ -253,10 +253,10 @@ class Simulator:
             self.popularity[slots], self._group_start, self._group_size
         )
         self._slot_keep = keep
-        self._quality_score = QUALITY_WEIGHT * self.quality
         self._slot_item = slots
         self._alias_item = slots[alias]
         self._item_share = self.popularity / self._group_mass[self.item_group]
+        self._quality_score = QUALITY_WEIGHT * self.quality
 
     def _assign_profiles(self) -> None:
         per_profile = _apportion(self.n_users, self.shares, floor=0)
