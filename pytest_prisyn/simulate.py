@@ -15,7 +15,7 @@ The model, in the order it runs:
    the profile's declared mix, so users are broad even when they have a favourite.
 4. Choice: items are drawn without replacement, weighted by the user's mix and
    the item's popularity (Gumbel top-k for heavy users or small catalogs,
-   rejection with redraws otherwise).
+   otherwise rounds of draws from what each user does not hold yet).
 5. Rating: an ordered-probit latent score (user leniency + item quality + taste
    for the category + noise) cut at thresholds calibrated so the profile's
    star histogram comes out as declared.
@@ -40,7 +40,10 @@ if TYPE_CHECKING:
 BLOCK_USERS = 1024
 DENSE_FRACTION = 8
 DENSE_CELLS = 1 << 22
+TAKEN_CELLS = 1 << 23
 REDRAW_ROUNDS = 30
+QUICK_REDRAWS = 6
+USED_UP = 1e-12
 CALIBRATION_BLOCKS = 16
 CALIBRATION_ROWS = 50_000
 QUALITY_WEIGHT = 0.8
@@ -190,11 +193,12 @@ class Simulator:
         )
         for block in self._blocks(start, stop):
             first, last = max(block.start, start), min(block.stop, stop)
-            keep = (block.users >= first) & (block.users < last)
+            # A block's rows come in user order: the wanted users are a slice.
+            keep = slice(*np.searchsorted(block.users, [first, last]))
             low = int(offsets[first - start])
             high = int(offsets[last - start])
-            out.user_id[low:high] = block.users[keep] + 1
-            out.item_id[low:high] = block.items[keep] + 1
+            np.add(block.users[keep], 1, out=out.user_id[low:high])
+            np.add(block.items[keep], 1, out=out.item_id[low:high])
             out.rating[low:high] = block.ratings[keep]
             out.timestamp_s[low:high] = block.times[keep]
             out.profile_code[low:high] = self.user_profile[block.users[keep]]
@@ -234,27 +238,25 @@ class Simulator:
             item_names,
             _rng(self.seed, _STREAM_NAMES),
         )
-        # Items are drawn within a group (category x style) by popularity; the
-        # groups are laid end to end, group g covering [g, g + 1) on one line.
+        # Items are drawn within a group (category x style) by popularity, from
+        # one alias table per group: the groups' slots are laid end to end, each
+        # group's in order of popularity.
         n_groups = len(self.categories) * STYLES
         self.item_group = self.item_category.astype(np.int64) * STYLES + self.item_style
-        order = np.argsort(self.item_group, kind="stable")
-        counts = np.bincount(self.item_group, minlength=n_groups)
-        self._order = order
-        self._group_start = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        self._group_stop = np.cumsum(counts)
+        slots = np.lexsort((self.popularity, self.item_group))
+        self._group_size = np.bincount(self.item_group, minlength=n_groups)
+        self._group_start = np.cumsum(self._group_size) - self._group_size
         self._group_mass = np.bincount(
             self.item_group, weights=self.popularity, minlength=n_groups
         )
-        within = self.popularity[order]
-        cumulative = np.empty(self.n_items)
-        for group in np.flatnonzero(counts):
-            lo, hi = self._group_start[group], self._group_stop[group]
-            part = np.cumsum(within[lo:hi])
-            cumulative[lo:hi] = group + part / part[-1]
-            cumulative[hi - 1] = group + 1.0
-        self._cumulative = cumulative
+        keep, alias = _alias_tables(
+            self.popularity[slots], self._group_start, self._group_size
+        )
+        self._slot_keep = keep
+        self._slot_item = slots
+        self._alias_item = slots[alias]
         self._item_share = self.popularity / self._group_mass[self.item_group]
+        self._quality_score = QUALITY_WEIGHT * self.quality
 
     def _assign_profiles(self) -> None:
         per_profile = _apportion(self.n_users, self.shares, floor=0)
@@ -356,25 +358,26 @@ class Simulator:
     def _block(self, block: int) -> _Block:
         # Blocks drawn for calibration are used once more, not drawn again.
         draw = self._drawn.pop(block, None) or self._draw_block(block)
-        local, items = draw.local, draw.items
-        ratings = np.empty(len(items))
-        row_profiles = draw.profiles[local]
-        for p, thresholds in enumerate(self._thresholds):
-            rows = row_profiles == p
-            ratings[rows] = self._values[np.searchsorted(thresholds, draw.latent[rows])]
-        times = self._timestamps(draw.rng, local, draw.counts, draw.profiles)
-        # One stable sort on a combined (user, time) key; ties keep draw order.
-        order = np.argsort(
-            local.astype(np.int64) << 40 | (times - EPOCH_SECONDS), kind="stable"
-        )
+        order, times = self._timeline(draw.rng, draw.local, draw.counts, draw.profiles)
+        local = draw.local[order]
         return _Block(
             start=draw.first,
             stop=draw.last,
-            users=draw.first + local[order],
-            items=items[order],
-            ratings=ratings[order],
-            times=times[order],
+            users=draw.first + local,
+            items=draw.items[order],
+            ratings=self._rate(draw.latent[order], draw.profiles[local]),
+            times=times,
         )
+
+    def _rate(self, latent: np.ndarray, row_profiles: np.ndarray) -> np.ndarray:
+        """Stars: each profile's latent scores cut at its calibrated thresholds."""
+        if len(self._thresholds) == 1:
+            return self._values[np.searchsorted(self._thresholds[0], latent)]
+        ratings = np.empty(len(latent))
+        for p, thresholds in enumerate(self._thresholds):
+            rows = row_profiles == p
+            ratings[rows] = self._values[np.searchsorted(thresholds, latent[rows])]
+        return ratings
 
     def _tastes(self, rng: np.random.Generator, profiles: np.ndarray) -> _Tastes:
         """Each user's category mix, style preferences and rating leniency."""
@@ -402,10 +405,10 @@ class Simulator:
         # A user's share of category c goes to its styles in proportion to
         # (taste for the style) x (popularity mass of the style's items in c).
         mass = self._group_mass.reshape(len(self.categories), STYLES)
-        within = style[:, None, :] * mass[None, :, :] + 1e-12 * mass[None, :, :]
+        within = (style + 1e-12)[:, None, :] * mass[None, :, :]
         within /= within.sum(axis=2, keepdims=True)
         groups = (mix[:, :, None] * within).reshape(n, -1)
-        return _Tastes(mix=mix, style=style, bias=bias, groups=groups, within=within)
+        return _Tastes(mix=mix, style=style, bias=bias, groups=groups)
 
     def _choose(
         self, rng: np.random.Generator, tastes: _Tastes, counts: np.ndarray
@@ -418,7 +421,7 @@ class Simulator:
             rng, tastes.groups[dense_users], counts[dense_users]
         )
         local_s, items_s = self._choose_sparse(
-            rng, tastes.subset(sparse_users), counts[sparse_users]
+            rng, tastes.groups[sparse_users], counts[sparse_users]
         )
         return (
             np.concatenate([dense_users[local_d], sparse_users[local_s]]),
@@ -430,14 +433,14 @@ class Simulator:
         rng: np.random.Generator,
         groups: np.ndarray,
         wanted: np.ndarray,
-        held: tuple[np.ndarray, np.ndarray] | None = None,
+        held: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """``wanted[u]`` distinct items for each user u of `groups`, skipping `held`.
 
         The k largest of log(weight) + Gumbel noise (equivalently of
         weight / Exp(1)) are a sample of k distinct items drawn one after
-        another in proportion to weight. `held` is a pair of arrays (user,
-        item) of items a user already has.
+        another in proportion to weight. `held` marks (user, item) cells of
+        items a user already has.
         """
         batch = max(1, DENSE_CELLS // self.n_items)
         local_parts, item_parts = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
@@ -446,9 +449,7 @@ class Simulator:
             weights = (groups[lo:hi, self.item_group] + 1e-7) * self._item_share
             keys = -weights / rng.standard_exponential(size=weights.shape)
             if held is not None:
-                users, items = held
-                inside = (users >= lo) & (users < hi)
-                keys[users[inside] - lo, items[inside]] = np.inf
+                keys[held[lo:hi]] = np.inf
             top = int(wanted[lo:hi].max(initial=0))
             if top < self.n_items:
                 best = np.argpartition(keys, top - 1, axis=1)[:, :top]
@@ -462,46 +463,134 @@ class Simulator:
         return np.concatenate(local_parts), np.concatenate(item_parts)
 
     def _choose_sparse(
-        self, rng: np.random.Generator, tastes: _Tastes, counts: np.ndarray
+        self, rng: np.random.Generator, groups: np.ndarray, counts: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Draw with replacement, redraw collisions, finish stubborn users densely."""
-        local = np.repeat(np.arange(len(counts)), counts)
-        draw_group = _GroupSampler(tastes)
-        items = self._draw_items(rng, draw_group(rng, local))
-        keys = local * self.n_items + items
-        repeated = ~_first_occurrences(keys)
-        taken = np.sort(keys[~repeated])
-        for _ in range(REDRAW_ROUNDS):
-            pending = np.flatnonzero(repeated)
-            if not len(pending):
-                break
-            fresh = self._draw_items(rng, draw_group(rng, local[pending]))
-            fresh_keys = local[pending] * self.n_items + fresh
-            new = _first_occurrences(fresh_keys) & ~_contains(taken, fresh_keys)
-            items[pending[new]] = fresh[new]
-            repeated[pending[new]] = False
-            added = np.sort(fresh_keys[new])
-            taken = np.insert(taken, np.searchsorted(taken, added), added)
-        if repeated.any():
-            # Users whose favourite categories are nearly exhausted keep colliding;
-            # finish them with a dense draw that skips what they already have.
-            short = np.unique(local[repeated])
-            wanted = np.bincount(local[repeated], minlength=len(counts))[short]
-            kept = ~repeated & np.isin(local, short)
-            held = (np.searchsorted(short, local[kept]), items[kept])
-            _, filled = self._gumbel_top(rng, tastes.groups[short], wanted, held)
-            items[np.flatnonzero(repeated)] = filled
-        return local, items
+        """Distinct items for light users, a chunk of users at a time."""
+        chunk = max(1, TAKEN_CELLS // self.n_items)
+        parts = [np.zeros(0, np.int64)]
+        for lo in range(0, len(counts), chunk):
+            hi = min(lo + chunk, len(counts))
+            keys = self._distinct_keys(rng, groups[lo:hi], counts[lo:hi])
+            parts.append(keys + lo * self.n_items)
+        keys = np.concatenate(parts)
+        local = keys // self.n_items
+        return local, keys - local * self.n_items
 
-    def _draw_items(self, rng: np.random.Generator, groups: np.ndarray) -> np.ndarray:
+    def _distinct_keys(
+        self, rng: np.random.Generator, groups: np.ndarray, counts: np.ndarray
+    ) -> np.ndarray:
+        """``user * n_items + item`` keys, ``counts[user]`` per user.
+
+        Each round draws every missing item from what the user does not hold
+        yet (group by remaining taste, then item by popularity) and keeps the
+        first draw of each item; the rest are drawn again next round. That is
+        drawing without replacement, one item after another. Users left with
+        nothing to draw from (only zero-weight items) finish with a dense draw.
+        """
+        n_users, n_groups = groups.shape
+        taken = np.zeros(n_users * self.n_items, dtype=bool)
+        # Per (user, group): the share of the group's popularity not taken yet.
+        left = np.ones(n_users * n_groups)
+        found = [np.zeros(0, np.int64)]
+        need = counts.copy()
+        users = np.flatnonzero(need)
+        mass = groups[users]
+        for _ in range(REDRAW_ROUNDS):
+            if not len(users):
+                break
+            picks = np.repeat(np.arange(len(users)), need[users])
+            group = _GroupSampler(mass)(rng, picks)
+            rows = users[picks]
+            items = self._draw_items(group, rng.random(len(rows)))
+            keys = rows * self.n_items + items
+            if len(found) > 1:
+                keys = self._redraw_held(rng, taken, keys, rows, group)
+            keys = _distinct(keys)
+            taken[keys] = True
+            found.append(keys)
+            rows = keys // self.n_items
+            items = keys - rows * self.n_items
+            cells = rows * n_groups + self.item_group[items]
+            np.subtract.at(left, cells, self._item_share[items])
+            # What rounding leaves of a used-up group is zero.
+            left[cells[left[cells] < USED_UP]] = 0.0
+            need -= np.bincount(rows, minlength=n_users)
+            users = np.flatnonzero(need)
+            mass = groups[users] * left.reshape(n_users, n_groups)[users]
+            drawable = mass.sum(axis=1) > 0
+            users, mass = users[drawable], mass[drawable]
+        users = np.flatnonzero(need)
+        if len(users):
+            have = taken.reshape(n_users, self.n_items)[users]
+            local, items = self._gumbel_top(rng, groups[users], need[users], have)
+            found.append(users[local] * self.n_items + items)
+        return np.concatenate(found)
+
+    def _redraw_held(
+        self,
+        rng: np.random.Generator,
+        taken: np.ndarray,
+        keys: np.ndarray,
+        users: np.ndarray,
+        groups: np.ndarray,
+    ) -> np.ndarray:
+        """`keys` with items the user holds drawn again from the same group.
+
+        Rows come sorted by (user, group). A held item is drawn again a few
+        times; rows still unlucky (their group is nearly used up) draw from
+        the group's remaining items directly.
+        """
+        again = np.flatnonzero(taken[keys])
+        for _ in range(QUICK_REDRAWS):
+            if not len(again):
+                return keys
+            items = self._draw_items(groups[again], rng.random(len(again)))
+            keys[again] = users[again] * self.n_items + items
+            again = again[taken[keys[again]]]
+        if not len(again):
+            return keys
+        items = self._draw_remaining(rng, taken, users[again], groups[again])
+        keys[again] = users[again] * self.n_items + items
+        # Rounding can still leave a held item: that row draws next round.
+        return np.delete(keys, again[taken[keys[again]]])
+
+    def _draw_remaining(
+        self,
+        rng: np.random.Generator,
+        taken: np.ndarray,
+        users: np.ndarray,
+        groups: np.ndarray,
+    ) -> np.ndarray:
+        """An item per row from a cumulative of its (user, group)'s free items."""
+        pair = np.ones(len(users), dtype=bool)
+        pair[1:] = (users[1:] != users[:-1]) | (groups[1:] != groups[:-1])
+        pair_of_row = np.cumsum(pair) - 1
+        size = self._group_size[groups[pair]]
+        cell_pair = np.repeat(np.arange(len(size)), size)
+        first = np.cumsum(size) - size
+        slot = (self._group_start[groups[pair]] - first)[cell_pair] + np.arange(
+            len(cell_pair)
+        )
+        cell_item = self._slot_item[slot]
+        free = ~taken[users[pair][cell_pair] * self.n_items + cell_item]
+        cumulative = np.cumsum(self.popularity[cell_item] * free)
+        last = first + size - 1
+        before = np.concatenate([[0.0], cumulative])[first]
+        target = (
+            before[pair_of_row]
+            + rng.random(len(users)) * (cumulative[last] - before)[pair_of_row]
+        )
+        position = np.searchsorted(cumulative, target, side="right")
+        return cell_item[np.minimum(position, last[pair_of_row])]
+
+    def _draw_items(self, groups: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
         """One item per row from its group, in proportion to popularity."""
-        position = np.searchsorted(
-            self._cumulative, groups + rng.random(len(groups)), side="right"
-        )
-        position = np.clip(
-            position, self._group_start[groups], self._group_stop[groups] - 1
-        )
-        return self._order[position]
+        # With uniforms below 1, slot stays below the group's size.
+        slot = uniforms * self._group_size[groups]
+        whole = slot.astype(np.int64)
+        position = self._group_start[groups] + whole
+        stays = slot - whole < self._slot_keep[position]
+        return np.where(stays, self._slot_item[position], self._alias_item[position])
 
     def _latent(
         self,
@@ -512,29 +601,37 @@ class Simulator:
         profiles: np.ndarray,
     ) -> np.ndarray:
         """Ordered-probit scores: leniency + quality + taste + noise."""
-        taste_weight = np.array([s.taste_weight for s in self.specs])[profiles[users]]
-        categories = self.item_category[items]
-        declared = np.maximum(self._declared.mean(axis=0)[categories], 1e-6)
-        for_category = np.log(
-            np.maximum(tastes.mix[users, categories], 1e-6) / declared
-        )
-        for_style = np.log(tastes.style[users, self.item_style[items]] * STYLES)
-        taste = np.clip(for_category, -2, 2) + 0.5 * np.clip(for_style, -2, 2)
+        # Leniency and taste depend on the user and the item's group only, so
+        # they are worked out per (user, group) and looked up per row.
+        taste_weight = np.array([s.taste_weight for s in self.specs])[profiles]
+        declared = np.maximum(self._declared.mean(axis=0), 1e-6)
+        for_category = np.log(np.maximum(tastes.mix, 1e-6) / declared)
+        for_style = np.log(tastes.style * STYLES)
+        taste = (
+            np.clip(for_category, -2, 2)[:, :, None]
+            + 0.5 * np.clip(for_style, -2, 2)[:, None, :]
+        ).reshape(len(profiles), -1)
+        per_group = tastes.bias[:, None] + taste_weight[:, None] * taste
+        n_groups = per_group.shape[1]
         return (
-            tastes.bias[users]
-            + QUALITY_WEIGHT * self.quality[items]
-            + taste_weight * taste
+            per_group.ravel()[users * n_groups + self.item_group[items]]
+            + self._quality_score[items]
             + rng.standard_normal(len(items))
         )
 
-    def _timestamps(
+    def _timeline(
         self,
         rng: np.random.Generator,
         local: np.ndarray,
         counts: np.ndarray,
         profiles: np.ndarray,
-    ) -> np.ndarray:
-        """Unix seconds for each row: sessions, daily rhythm, bursts."""
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Rows in order of user, then time, and their Unix seconds.
+
+        Each user's rows, in random order, fill the user's sessions in turn:
+        sessions follow each other at log-normal gaps with a daily rhythm, and
+        a session's rows come seconds apart (often in the same second).
+        """
         n_users = len(counts)
         size = np.array([s.session_size for s in self.specs])[profiles]
         gap = np.array([s.session_gap_seconds for s in self.specs])[profiles]
@@ -542,11 +639,16 @@ class Simulator:
         span = np.array([s.span_days for s in self.specs])[profiles] * 86_400.0
 
         sessions = 1 + rng.binomial(np.maximum(counts - 1, 0), 1.0 / size)
-        session_of_row = (rng.random(len(local)) * sessions[local]).astype(np.int64)
-        session_base = np.concatenate([[0], np.cumsum(sessions)[:-1]])
-        session_id = session_base[local] + session_of_row
-
+        session_base = np.cumsum(sessions) - sessions
         n_sessions = int(sessions.sum())
+        shuffled = _shuffle_within(rng, local)
+        # Shuffled, the rows come user by user: user u's counts[u] rows, so
+        # per-user values are repeated rather than looked up row by row.
+        # A session's size is how many of its user's rows pick it at random.
+        picks = (rng.random(len(local)) * np.repeat(sessions, counts)).astype(np.int64)
+        picks += np.repeat(session_base, counts)
+        session_size = np.bincount(picks, minlength=n_sessions)
+
         session_user = np.repeat(np.arange(n_users), sessions)
         between = rng.lognormal(np.log(SESSION_GAP_DAYS * 86_400.0), 1.2, n_sessions)
         between[session_base] = 0.0
@@ -560,69 +662,74 @@ class Simulator:
         offset *= squeeze[session_user]
         start = rng.random(n_users) * np.maximum(room - last * squeeze, 0.0)
         day = np.floor((start[session_user] + offset) / 86_400.0)
-        day = _towards_weekends(rng, day, (room // 86_400.0)[session_user])
+        day = _towards_weekends(rng, day, np.repeat(room // 86_400.0, sessions))
         local_hour = rng.choice(24, size=n_sessions, p=DIURNAL / DIURNAL.sum())
         zone = rng.choice(ZONES, size=n_users, p=ZONE_SHARES)[session_user]
         hour = (local_hour - zone) % 24
         session_start = day * 86_400.0 + hour * 3600.0 + rng.random(n_sessions) * 3600.0
 
-        shuffle = rng.integers(0, 1 << 20, len(local))
-        order = np.argsort(session_id << 20 | shuffle, kind="stable")
-        row_session = session_id[order]
-        steps = np.ceil(rng.exponential(gap[local[order]]))
-        steps[rng.random(len(order)) < same[local[order]]] = 0.0
-        first_in_session = np.ones(len(order), dtype=bool)
-        first_in_session[1:] = row_session[1:] != row_session[:-1]
-        steps[first_in_session] = 0.0
-        within = np.cumsum(steps)
-        within -= np.maximum.accumulate(np.where(first_in_session, within, 0.0))
-        times = np.empty(len(local), dtype=np.int64)
-        times[order] = EPOCH_SECONDS + (session_start[row_session] + within).astype(
-            np.int64
+        steps = np.ceil(rng.standard_exponential(len(local)) * np.repeat(gap, counts))
+        steps[rng.random(len(local)) < np.repeat(same, counts)] = 0.0
+        # A row's time is its session's start plus the steps since the
+        # session's first row.
+        elapsed = np.cumsum(steps)
+        used = session_size > 0
+        first_row = (np.cumsum(session_size) - session_size)[used]
+        seconds = elapsed + np.repeat(
+            session_start[used] - elapsed[first_row], session_size[used]
         )
-        return times
+        # The shuffled rows take their user's times in time order: a random
+        # row order either way, and sorting values is cheaper than an argsort
+        # (sessions mostly come in time order already, so it has little to do).
+        user = np.repeat(np.arange(n_users, dtype=np.int64), counts)
+        times = np.sort(user << 40 | seconds.astype(np.int64), kind="stable")
+        times &= (1 << 40) - 1
+        return shuffled, EPOCH_SECONDS + times
 
 
 @dataclass(frozen=True)
 class _Tastes:
     """A block's users: category mix, style preferences, leniency, group mix.
 
-    ``groups[u, c * STYLES + s]`` is user u's probability of group (c, s), and
-    ``within[u, c, s]`` the share of style s inside category c.
+    ``groups[u, c * STYLES + s]`` is user u's probability of group (c, s).
     """
 
     mix: np.ndarray
     style: np.ndarray
     bias: np.ndarray
     groups: np.ndarray
-    within: np.ndarray
-
-    def subset(self, users: np.ndarray) -> _Tastes:
-        """The same tastes for some of the users only."""
-        return _Tastes(
-            *(getattr(self, name)[users] for name in self.__dataclass_fields__)
-        )
 
 
 class _GroupSampler:
-    """Draws a (category, style) group per row: category first, then style."""
+    """Draws a group per row in proportion to its user's (unnormalised) masses.
 
-    def __init__(self, tastes: _Tastes) -> None:
-        n_users, self.n_categories = tastes.mix.shape
-        cumulative = np.cumsum(tastes.mix, axis=1)
-        cumulative /= cumulative[:, -1:]
-        self.line = (cumulative + np.arange(n_users)[:, None]).ravel()
-        self.within = np.cumsum(tastes.within, axis=2)
-        self.within /= self.within[:, :, -1:]
+    The users' masses laid end to end make one cumulative line; a single
+    searchsorted then draws every row.
+    """
+
+    def __init__(self, mass: np.ndarray) -> None:
+        n_users, n_groups = mass.shape
+        self.line = np.cumsum(mass.ravel())
+        ends = self.line[n_groups - 1 :: n_groups]
+        self.start = np.concatenate([[0.0], ends[:-1]])
+        self.total = ends - self.start
+        self.n_groups = n_groups
+        # Rounding can put a point at its user's very end; it then counts
+        # for the user's last group with any mass.
+        self.last = (
+            np.arange(n_users) * n_groups
+            + n_groups
+            - 1
+            - np.argmax(mass[:, ::-1] > 0, axis=1)
+        )
 
     def __call__(self, rng: np.random.Generator, rows: np.ndarray) -> np.ndarray:
-        position = np.searchsorted(self.line, rows + rng.random(len(rows)), "right")
-        category = np.minimum(
-            position - rows * self.n_categories, self.n_categories - 1
-        )
-        steps = self.within[rows, category]
-        style = (steps <= rng.random(len(rows))[:, None]).sum(axis=1)
-        return category * STYLES + np.minimum(style, STYLES - 1)
+        # Rows come grouped by user, so sorting the points keeps each on its
+        # user's stretch; sorted points make the search fast.
+        points = np.sort(self.start[rows] + rng.random(len(rows)) * self.total[rows])
+        position = np.searchsorted(self.line, points, side="right")
+        position = np.minimum(position, self.last[rows])
+        return position - rows * self.n_groups
 
 
 @dataclass(frozen=True)
@@ -736,14 +843,10 @@ def _breadth_weights(declared: np.ndarray) -> np.ndarray:
     """
     weights = declared.copy()
     for _ in range(30):
-        spread = np.array(
-            [
-                np.sum(
-                    np.delete(declared, c) / np.maximum(1 - np.delete(weights, c), 1e-9)
-                )
-                for c in range(len(declared))
-            ]
-        )
+        # For each category c, the sum over the others c' of
+        # declared[c'] / (1 - weights[c']).
+        each = declared / np.maximum(1 - weights, 1e-9)
+        spread = each.sum() - each
         target = np.where(spread > 0, declared / np.maximum(spread, 1e-12), 0.0)
         if target.sum() == 0:
             return declared.copy()
@@ -767,30 +870,75 @@ def _draw_categories(
     return np.minimum(position - rows * n_categories, n_categories - 1)
 
 
-def _first_occurrences(keys: np.ndarray) -> np.ndarray:
-    """Mask of the first occurrence of each value, in array order."""
-    order = np.argsort(keys, kind="stable")
-    first = np.ones(len(keys), dtype=bool)
-    first[order[1:]] = keys[order[1:]] != keys[order[:-1]]
-    return first
+def _alias_tables(
+    weights: np.ndarray, start: np.ndarray, size: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Walker alias tables for segments of `weights`, each sorted ascending.
+
+    Segment s is ``weights[start[s]:start[s] + size[s]]``. A draw picks a slot
+    of its segment uniformly and keeps it with probability ``keep[slot]``,
+    else takes ``alias[slot]``: slots come out in proportion to weight.
+    The segments are filled side by side, poorest slot first, each topped up
+    from the segment's richest slot.
+    """
+    segment = np.repeat(np.arange(len(size)), size)
+    totals = np.bincount(segment, weights=weights, minlength=len(size))
+    scaled = weights * (size / np.where(size > 0, totals, 1.0))[segment]
+    keep = np.ones(len(weights))
+    alias = np.arange(len(weights))
+    low = start.copy()
+    high = start + size - 1
+    live = np.flatnonzero(size > 1)
+    while len(live):
+        lo, hi = low[live], high[live]
+        rich = scaled[hi] >= 1.0
+        poor = np.where(rich, lo, hi)
+        donor = np.where(rich, hi, hi - 1)
+        keep[poor] = scaled[poor]
+        alias[poor] = donor
+        scaled[donor] -= 1.0 - scaled[poor]
+        low[live] = lo + rich
+        high[live] = hi - ~rich
+        live = live[low[live] < high[live]]
+    return keep, alias
+
+
+def _distinct(keys: np.ndarray) -> np.ndarray:
+    """The distinct values of `keys`, sorted."""
+    keys = np.sort(keys)
+    new = np.ones(len(keys), dtype=bool)
+    new[1:] = keys[1:] != keys[:-1]
+    return keys[new]
+
+
+def _shuffle_within(rng: np.random.Generator, groups: np.ndarray) -> np.ndarray:
+    """Row indices sorted by group, in random order within each group.
+
+    One sort of packed keys (group, random bits, row), cheaper than an argsort;
+    a block's rows and users leave at least 16 bits for the random part.
+    """
+    row_bits = max(len(groups) - 1, 1).bit_length()
+    group_bits = int(groups.max(initial=0)).bit_length()
+    noise_bits = 63 - row_bits - group_bits
+    keys = groups.astype(np.int64) << noise_bits
+    keys |= rng.integers(0, 1 << noise_bits, len(groups))
+    keys <<= row_bits
+    keys |= np.arange(len(groups))
+    keys.sort()
+    return keys & ((1 << row_bits) - 1)
 
 
 def _towards_weekends(
-    rng: np.random.Generator, day: np.ndarray, last_day: float
+    rng: np.random.Generator, day: np.ndarray, last_day: np.ndarray
 ) -> np.ndarray:
     """Move some sessions to the next Saturday or Sunday (day 0 is a Monday)."""
-    weekday = day % 7
-    to_weekend = (5 - weekday) % 7 + rng.integers(0, 2, len(day))
-    to_weekend[weekday >= 5] = 0
-    moved = day + to_weekend
-    pull = (rng.random(len(day)) < WEEKEND_PULL) & (moved <= last_day)
-    return np.where(pull, moved, day)
-
-
-def _contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    position = np.searchsorted(sorted_keys, keys)
-    position = np.minimum(position, len(sorted_keys) - 1)
-    return sorted_keys[position] == keys
+    pulled = np.flatnonzero(rng.random(len(day)) < WEEKEND_PULL)
+    weekday = day[pulled] % 7
+    to_weekend = 5 - weekday + rng.integers(0, 2, len(pulled))
+    moved = day[pulled] + np.where(weekday >= 5, 0, to_weekend)
+    fits = moved <= last_day[pulled]
+    day[pulled[fits]] = moved[fits]
+    return day
 
 
 def _segment_cumsum(

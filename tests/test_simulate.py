@@ -102,7 +102,7 @@ def test_golden_digest_pins_the_data_format() -> None:
     assert digest(frame) == GOLDEN
 
 
-GOLDEN = "f12a4c436cd72899d3372c56cad860dd1ef88b7bb37982bd8b5c6084dba51d98"
+GOLDEN = "f83cce9dbcc22b4ac35c340c0a7f62110414d60fd72c451e0c01343ff48f680c"
 
 
 def test_every_user_is_capped_by_the_catalog_and_dense_requests_work() -> None:

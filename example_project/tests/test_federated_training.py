@@ -5,10 +5,12 @@ import pytest
 
 from federated import FederatedMatrixFactorization, fedavg, fedprox
 
+# 240 users, not 120: at 120 the held-out RMSE beat the mean by more than 0.05 on
+# only 55-56 of 60 seeds (old and new sampler alike), at 240 on 98-99 of 100.
 pytestmark = pytest.mark.prisyn(
     profile="tech",
-    n_users=120,
-    n_interactions=3000,
+    n_users=240,
+    n_interactions=6000,
     seed=3,
     clients=6,
     partition="dirichlet",
