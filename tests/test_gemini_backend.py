@@ -610,13 +610,23 @@ def test_rows_mode_gives_up_after_max_reasks(
     assert MODEL in message
 
 
-def test_rows_mode_truncated_answer_is_asked_again_in_halves(
-    server: GeminiServer, client: genai.Client, simulator: Simulator
-) -> None:
-    def truncated(request: RecordedRequest) -> Reply:
-        text = json.dumps({"rows": good_rows(request)})
-        return Reply.success(text[: len(text) * 2 // 3], finish_reason="MAX_TOKENS")
+def cut_short(request: RecordedRequest) -> Reply:
+    """The perfect model's answer, cut off two thirds of the way at MAX_TOKENS."""
+    text = json.dumps({"rows": good_rows(request)})
+    return Reply.success(text[: len(text) * 2 // 3], finish_reason="MAX_TOKENS")
 
+
+@pytest.mark.parametrize(
+    "truncated",
+    [cut_short, lambda request: Reply.case("rows-truncated-max-tokens.json")],
+    ids=["cut-short", "recorded-case"],
+)
+def test_rows_mode_truncated_answer_is_asked_again_in_halves(
+    server: GeminiServer,
+    client: genai.Client,
+    simulator: Simulator,
+    truncated: Callable[[RecordedRequest], Reply],
+) -> None:
     answer_in_turn(server, truncated, perfect_model, perfect_model)
     usage = gemini.Usage()
 
