@@ -43,6 +43,7 @@ DENSE_CELLS = 1 << 22
 TAKEN_CELLS = 1 << 23
 REDRAW_ROUNDS = 30
 QUICK_REDRAWS = 6
+SATURATION = 4  # how sharply activity bends below its cap (see _saturate)
 USED_UP = 1e-12
 CALIBRATION_BLOCKS = 16
 CALIBRATION_ROWS = 50_000
@@ -290,10 +291,10 @@ class Simulator:
         # 737 of 1,682); cap at half of it unless the total needs more.
         cap = max(-(-self.n_items // 2), -(-self.n_interactions // self.n_users))
         cap = min(cap, self.n_items)
-        extra = _capped_apportion(
-            self.n_interactions - int(floor.sum()), raw, np.maximum(cap - floor, 0)
-        )
-        self.counts = (floor + extra).astype(np.int64)
+        room = np.maximum(cap - floor, 0)
+        extra = self.n_interactions - int(floor.sum())
+        spread = _capped_apportion(extra, _saturate(raw, room, extra), room)
+        self.counts = (floor + spread).astype(np.int64)
         self._log_activity = float(np.log(self.counts).mean())
 
     def _prepare_tastes(self) -> None:
@@ -814,6 +815,36 @@ def _apportion(total: int, weights: np.ndarray, *, floor: int) -> np.ndarray:
     order = np.lexsort((np.arange(n), -(exact - whole)))
     whole[order[:remainder]] += 1
     return base + whole
+
+
+def _saturate(weights: np.ndarray, caps: np.ndarray, total: int) -> np.ndarray:
+    """Shares of `total` that bend smoothly below `caps` instead of piling at them.
+
+    Scaled weights x become x / (1 + (x / cap)^4)^(1/4), the scale found so
+    that they sum to `total`: light and middling users keep their proportions,
+    heavy ones spread out below the cap as real heavy users do, where clipping
+    would stack every heavy user on the same count. (A power of 2 bends
+    middling users too and weakens what item-kNN can learn from heavy users.)
+    When the caps leave too little room for that, the weights are returned as
+    they are, to be clipped.
+    """
+
+    def bent(log_scale: float) -> np.ndarray:
+        x = np.exp(log_scale) * weights
+        with np.errstate(divide="ignore", invalid="ignore"):
+            bend = (1.0 + (x / caps) ** SATURATION) ** (1.0 / SATURATION)
+            return np.where(caps > 0, x / bend, 0.0)
+
+    low, high = -50.0, 50.0
+    if total <= 0 or bent(high).sum() < total:
+        return weights
+    for _ in range(100):
+        middle = (low + high) / 2
+        if bent(middle).sum() > total:
+            high = middle
+        else:
+            low = middle
+    return bent(high)
 
 
 def _capped_apportion(total: int, weights: np.ndarray, caps: np.ndarray) -> np.ndarray:

@@ -102,7 +102,7 @@ def test_golden_digest_pins_the_data_format() -> None:
     assert digest(frame) == GOLDEN
 
 
-GOLDEN = "f83cce9dbcc22b4ac35c340c0a7f62110414d60fd72c451e0c01343ff48f680c"
+GOLDEN = "bb5d3d69538e638add93066b97351b506505661c4470c0d36234b00588feaf2e"
 
 
 def test_every_user_is_capped_by_the_catalog_and_dense_requests_work() -> None:
@@ -110,6 +110,32 @@ def test_every_user_is_capped_by_the_catalog_and_dense_requests_work() -> None:
 
     assert len(frame) == 120
     assert frame.groupby("user_id").size().eq(12).all()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_heavy_users_thin_out_below_the_cap_instead_of_piling_on_it(
+    seed: int,
+) -> None:
+    # MovieLens 100K's heaviest users rated 737, 685, 636, 540, ... of 1,682
+    # items: a tail, not a crowd at one count (clipping put 11 users at 841).
+    counts = simulator(
+        "movielens", n_users=943, n_items=1682, n_interactions=100_000, seed=seed
+    ).counts
+
+    top = np.sort(counts)[-10:]
+    assert counts.sum() == 100_000
+    assert top[-1] <= 1682 // 2
+    assert top[-2] < 1682 // 2
+    assert len(set(top.tolist())) >= 9
+    assert np.median(counts) == pytest.approx(65, rel=0.15)
+
+
+def test_activity_fills_the_caps_when_the_total_needs_them() -> None:
+    # 30 of 40 items for every user on average: the soft cap has no room.
+    counts = simulator(n_users=20, n_items=40, n_interactions=600).counts
+
+    assert counts.sum() == 600
+    assert counts.max() <= 40
 
 
 def test_one_item_catalog() -> None:
