@@ -56,17 +56,20 @@ FIVE_CHUNKS = 25
 THIRD_CHUNK_USER = 6
 
 
-@pytest.fixture
-def ten_users() -> Simulator:
-    """Return the plan of 10 users, 40 items and 100 rows (FIVE_CHUNKS)."""
+def tech_plan(**sizes: int) -> Simulator:
+    """Return a tech plan: 10 users, 40 items, 100 rows and seed 1 unless given."""
+    arguments = {"n_users": 10, "n_items": 40, "n_interactions": 100, "seed": 1}
     return Simulator(
         population=[("tech", 1.0)],
         specs={"tech": _spec("tech")},
-        n_users=10,
-        n_items=40,
-        n_interactions=100,
-        seed=1,
+        **{**arguments, **sizes},
     )
+
+
+@pytest.fixture
+def ten_users() -> Simulator:
+    """Return the plan of 10 users, 40 items and 100 rows (FIVE_CHUNKS)."""
+    return tech_plan()
 
 
 def users_of(request: RecordedRequest) -> list[int]:
@@ -551,18 +554,6 @@ def rows_of(answer: gemini.RowsAnswer) -> set[tuple[int, int, float, int]]:
     return set(zip(*(column.tolist() for column in columns), strict=True))
 
 
-def ten_users_with(n_interactions: int) -> Simulator:
-    """Return the ten_users plan with another number of interactions."""
-    return Simulator(
-        population=[("tech", 1.0)],
-        specs={"tech": _spec("tech")},
-        n_users=10,
-        n_items=40,
-        n_interactions=n_interactions,
-        seed=1,
-    )
-
-
 def asked_per_user(server: GeminiServer) -> dict[int, int]:
     """Return how many rows the server was asked for, per user."""
     asked: dict[int, int] = {}
@@ -688,7 +679,7 @@ def test_growing_a_request_asks_only_for_the_extra_rows(
     cache = MemoryRowsCache()
     server.set_handler(perfect_model)
     small = write_rows(client, ten_users, chunk_rows=FIVE_CHUNKS, rows_cache=cache)
-    bigger = ten_users_with(250)
+    bigger = tech_plan(n_interactions=250)
     server.reset()
     server.set_handler(perfect_model)
     usage = gemini.Usage()
@@ -750,14 +741,7 @@ def test_cached_rows_are_keyed_by_what_shapes_them(
     cache = MemoryRowsCache()
     server.set_handler(perfect_model)
     write_rows(client, ten_users, rows_cache=cache)
-    other_seed = Simulator(
-        population=[("tech", 1.0)],
-        specs={"tech": _spec("tech")},
-        n_users=10,
-        n_items=40,
-        n_interactions=100,
-        seed=2,
-    )
+    other_seed = tech_plan(seed=2)
     other_description = {**DESCRIPTIONS, "tech": "Night owls who buy only keyboards."}
 
     for plan, descriptions in [
@@ -809,17 +793,24 @@ def test_regenerating_reads_no_cached_rows_but_replaces_them(
     same_rows(replayed, again)
 
 
+def first_user_cached(
+    server: GeminiServer, client: genai.Client, simulator: Simulator
+) -> tuple[MemoryRowsCache, str, list[dict[str, Any]]]:
+    """Write the plan into a fresh rows cache; return it, user 1's key and rows."""
+    cache = MemoryRowsCache()
+    server.set_handler(perfect_model)
+    write_rows(client, simulator, rows_cache=cache)
+    key = next(iter(cache.entries))
+    return cache, key, json.loads(cache.entries[key])
+
+
 def test_cached_rows_that_do_not_fit_are_asked_again(
     server: GeminiServer,
     client: genai.Client,
     simulator: Simulator,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    cache = MemoryRowsCache()
-    server.set_handler(perfect_model)
-    write_rows(client, simulator, rows_cache=cache)
-    key = next(iter(cache.entries))
-    rows = json.loads(cache.entries[key])
+    cache, key, rows = first_user_cached(server, client, simulator)
     user = rows[0]["user_id"]
     rows[0]["rating"] = 11.0
     cache.put({key: rows})
@@ -844,11 +835,7 @@ def test_cached_rows_that_do_not_fit_are_dropped_from_the_cache(
     simulator: Simulator,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    cache = MemoryRowsCache()
-    server.set_handler(perfect_model)
-    write_rows(client, simulator, rows_cache=cache)
-    key = next(iter(cache.entries))
-    rows = json.loads(cache.entries[key])
+    cache, key, rows = first_user_cached(server, client, simulator)
     cache.put({key: rows + rows})  # every row twice, as a repetition loop writes
     calls = server.request_count
 
@@ -867,14 +854,7 @@ def test_users_holding_many_rows_are_chunked_so_every_held_pair_is_shown(
     server: GeminiServer, client: genai.Client
 ) -> None:
     def plan(n_interactions: int) -> Simulator:
-        return Simulator(
-            population=[("tech", 1.0)],
-            specs={"tech": _spec("tech")},
-            n_users=60,
-            n_items=200,
-            n_interactions=n_interactions,
-            seed=4,
-        )
+        return tech_plan(n_users=60, n_items=200, n_interactions=n_interactions, seed=4)
 
     cache = MemoryRowsCache()
     server.set_handler(perfect_model)
