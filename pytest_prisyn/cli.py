@@ -243,6 +243,8 @@ def report(args: argparse.Namespace) -> int:
         _say(json.dumps(measured.to_dict(), indent=2))
     else:
         _say(measured.format_table())
+    if measured.ratings.off_scale_share > 0:
+        _note(_off_scale_warning(frame, measured.ratings.scale_values))
     try:
         if args.html:
             page = quality.render_html(measured, frame, args.html)
@@ -712,17 +714,33 @@ def _utc_timestamps(column: pd.Series[Any], path: Path) -> pd.Series[Any]:
 
 
 def _rating_scale(text: str) -> list[float]:
-    """Parse --rating-scale: comma-separated finite numbers."""
+    """Parse --rating-scale: two or more comma-separated finite numbers."""
     try:
         values = [float(part) for part in text.split(",") if part.strip()]
     except ValueError:
         values = []
-    if not values or not all(math.isfinite(value) for value in values):
+    if len(set(values)) < 2 or not all(math.isfinite(value) for value in values):
         raise argparse.ArgumentTypeError(
-            f"--rating-scale takes comma-separated numbers such as 1,2,3,4,5; "
-            f"got {text!r}"
+            "--rating-scale takes two or more comma-separated numbers such as "
+            f"1,2,3,4,5; got {text!r}"
         )
     return values
+
+
+def _off_scale_warning(frame: pd.DataFrame, scale: Sequence[float]) -> str:
+    """Name how many ratings lie off the scale, and the first of them."""
+    import numpy as np
+
+    ratings = frame["rating"].to_numpy(dtype=float)
+    off = ~np.isclose(ratings[:, None], np.asarray(scale)[None, :]).any(axis=1)
+    first = int(np.flatnonzero(off)[0])
+    values = ",".join(f"{value:g}" for value in scale)
+    return (
+        f"{PROG}: warning: {int(off.sum())} of {len(ratings)} ratings are not on "
+        f"the scale {values} (first: data row {first + 1}, value "
+        f"{ratings[first]:g}); give every allowed value with --rating-scale, or "
+        "fix those rows"
+    )
 
 
 def _declared_mixes(frame: pd.DataFrame) -> dict[str, dict[str, float]] | None:

@@ -174,14 +174,20 @@ class Engine:
         """Validate a request's arguments; the maker of its per-backend requests."""
         if profile is not None:
             arguments["profile"] = profile
-        arguments = check_arguments((), arguments)
+        arguments = check_arguments(
+            (), arguments, accepted=DATASET_ARGUMENTS, what="dataset argument"
+        )
         federated = [name for name in arguments if name in FEDERATED_ARGUMENTS]
         if federated:
+            from pytest_prisyn.federated import CLIENT_DEFAULTS
+
+            names = ", ".join(map(repr, federated))
             raise RequestError(
-                f"{', '.join(map(repr, federated))} split a dataset into federated "
-                "clients, so a dataset request does not take them; use "
-                "prisyn.clients(...) or the prisyn_clients fixture, or leave them "
-                f"out. A dataset takes: {', '.join(DATASET_ARGUMENTS)}"
+                f"{names} {'is' if len(federated) == 1 else 'are'} for the "
+                f"federated fixtures, not a dataset: prisyn.clients(...) and "
+                f"prisyn_clients take {', '.join(CLIENT_DEFAULTS)}; "
+                "prisyn_fedprox_synthetic takes alpha, beta, devices, seed and "
+                f"max_samples. A dataset takes: {', '.join(DATASET_ARGUMENTS)}"
             )
         population = parse_population(arguments.get("profile"))
         profiles = [self.registry.get(name) for name, _ in population]

@@ -579,7 +579,12 @@ class _InteractionLog:
         if len(frame) == 0:
             raise ValueError("cannot measure an empty interaction frame")
         for column in ("user_id", "item_id"):
-            _refuse_rows(frame[column], frame[column].isna(), f"{column} is empty")
+            ids = frame[column]
+            blank = ids.isna()
+            if not pd.api.types.is_numeric_dtype(ids):
+                # Text ids: "" or only spaces are as empty as a missing value.
+                blank |= (ids.astype("string").str.strip() == "").fillna(False)
+            _refuse_rows(ids, blank, f"{column} is empty")
 
         user_codes, user_ids = pd.factorize(frame["user_id"], sort=True)
         item_codes, item_ids = pd.factorize(frame["item_id"], sort=True)
@@ -649,9 +654,10 @@ def _scale_values(
     """The allowed rating values, given or inferred (1-5 in steps of 1 or 0.5)."""
     if rating_scale is not None:
         values = np.array(sorted({float(v) for v in rating_scale}), dtype=np.float64)
-        if values.size == 0 or not np.all(np.isfinite(values)):
+        if values.size < 2 or not np.all(np.isfinite(values)):
             raise ValueError(
-                f"rating_scale must list finite rating values, got {values.tolist()}"
+                "rating_scale must list at least two distinct finite rating values, "
+                f"got {values.tolist()}"
             )
         return values
     step = 1.0 if np.all(ratings == np.round(ratings)) else 0.5
@@ -1085,10 +1091,18 @@ def _lookup(data: Mapping[str, Any], path: str) -> float | None:
 
 def _summary_line(report: QualityReport) -> str:
     shape = report.shape
-    return (
+    line = (
         f"{shape.users:,} users x {shape.items:,} items, "
         f"{shape.interactions:,} interactions (density {shape.density:.2%})"
     )
+    off = report.ratings.off_scale_share
+    if off > 0:
+        scale = ", ".join(_value_label(v) for v in report.ratings.scale_values)
+        line += (
+            f"\n{off:.1%} of ratings are not on the rating scale ({scale}) and "
+            "count in no bar of the histogram"
+        )
+    return line
 
 
 def _measure_rows(

@@ -102,9 +102,17 @@ class DatasetRequest(BaseModel):
 
 
 def check_arguments(
-    positional: Sequence[Any], keywords: Mapping[str, Any]
+    positional: Sequence[Any],
+    keywords: Mapping[str, Any],
+    *,
+    accepted: Sequence[str] = ARGUMENTS,
+    what: str = "prisyn marker argument",
 ) -> dict[str, Any]:
-    """Validate ``prisyn`` marker arguments; return them as keywords."""
+    """Validate ``prisyn`` marker arguments; return them as keywords.
+
+    `accepted` and `what` let a narrower caller (a dataset request) name its
+    own arguments in the error.
+    """
     if len(positional) > 1:
         raise RequestError(
             f"prisyn marker takes at most one positional argument (the profile), "
@@ -118,8 +126,8 @@ def check_arguments(
     unknown = sorted(set(arguments) - set(ARGUMENTS))
     if unknown:
         raise RequestError(
-            f"unknown prisyn marker argument(s) {', '.join(map(repr, unknown))}; "
-            f"accepted: {', '.join(ARGUMENTS)}"
+            f"unknown {what}(s) {', '.join(map(repr, unknown))}; "
+            f"accepted: {', '.join(accepted)}"
         )
     return arguments
 

@@ -678,6 +678,12 @@ def test_report_without_matplotlib_prints_numbers_and_exits_3(
             "user_id is empty in 1 of 2 rows (first: data row 2, value empty)",
         ),
         (
+            "spaces.csv",
+            "user_id,item_id,rating\nu1,i1,4\nu1,  ,3\n",
+            cli.EXIT_FAILURE,
+            "item_id is empty in 1 of 2 rows (first: data row 2, value '  ')",
+        ),
+        (
             "huge.csv",
             "user_id,item_id,rating\n1,1,4\n1,2,1000000000\n",
             cli.EXIT_FAILURE,
@@ -722,14 +728,32 @@ def test_report_on_a_scale_given_by_hand(
     assert ratings["off_scale_share"] == 0.0
 
 
-@pytest.mark.parametrize("scale", ["1,x", "", "1,nan"])
-def test_report_refuses_a_scale_that_is_not_numbers(
+@pytest.mark.parametrize("scale", ["1,x", "", "1,nan", "5", "5,5"])
+def test_report_refuses_a_scale_that_is_not_two_numbers_or_more(
     capsys: pytest.CaptureFixture[str], workdir: Path, scale: str
 ) -> None:
     code, _, err = run(capsys, "report", "any.csv", "--rating-scale", scale)
 
     assert code == cli.EXIT_USAGE
-    assert_error(err, "--rating-scale takes comma-separated numbers", repr(scale))
+    assert_error(
+        err, "--rating-scale takes two or more comma-separated numbers", repr(scale)
+    )
+
+
+def test_report_warns_of_ratings_off_the_scale(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    (workdir / "ten.csv").write_text("user_id,item_id,rating\n1,1,1\n1,2,10\n2,1,5\n")
+
+    code, out, err = run(capsys, "report", "ten.csv", "--rating-scale", "1,2,3,4,5")
+
+    assert code == cli.EXIT_OK
+    assert "33.3% of ratings are not on the rating scale (1, 2, 3, 4, 5)" in out
+    assert err.strip() == (
+        "prisyn: warning: 1 of 3 ratings are not on the scale 1,2,3,4,5 (first: "
+        "data row 2, value 10); give every allowed value with --rating-scale, or "
+        "fix those rows"
+    )
 
 
 # cache ----------------------------------------------------------------------

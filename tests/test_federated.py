@@ -15,6 +15,7 @@ from pytest_prisyn.engine import Engine
 from pytest_prisyn.errors import RequestError
 from pytest_prisyn.federated import Client, heterogeneity, partition, synthetic
 from pytest_prisyn.quality import gini, js_divergence
+from pytest_prisyn.request import DATASET_ARGUMENTS
 
 SMALL = {"n_users": 60, "n_items": 300, "n_interactions": 1500}
 LARGER = {"n_users": 200, "n_items": 300, "n_interactions": 5000}
@@ -598,9 +599,29 @@ def test_a_dataset_request_refuses_federated_arguments(engine: Engine, method: s
         getattr(engine, method)("tech", clients=5, partition="iid", **SMALL)
 
     message = str(refused.value)
-    assert message.startswith("'clients', 'partition' split a dataset into")
-    assert "use prisyn.clients(...) or the prisyn_clients fixture" in message
-    assert "A dataset takes: profile, n_users," in message
+    assert message.startswith(
+        "'clients', 'partition' are for the federated fixtures, not a dataset: "
+        "prisyn.clients(...) and prisyn_clients take clients, partition, alpha,"
+    )
+    assert "prisyn_fedprox_synthetic takes alpha, beta, devices" in message
+    assert message.endswith("A dataset takes: " + ", ".join(DATASET_ARGUMENTS))
+
+
+def test_one_federated_argument_is_named_in_the_singular(engine: Engine) -> None:
+    with pytest.raises(RequestError, match=r"^'devices' is for the federated"):
+        engine.dataset("tech", devices=3, **SMALL)
+
+
+def test_a_dataset_request_names_its_own_arguments_when_one_is_unknown(
+    engine: Engine,
+) -> None:
+    with pytest.raises(RequestError) as refused:
+        engine.dataset("tech", client=3, **SMALL)
+
+    assert str(refused.value) == (
+        "unknown dataset argument(s) 'client'; accepted: "
+        + ", ".join(DATASET_ARGUMENTS)
+    )
 
 
 def test_clients_take_the_federated_arguments_the_dataset_refuses(engine: Engine):
