@@ -53,6 +53,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("pytest_prisyn")
 
 COLUMNS = ("user_id", "item_id", "rating", "timestamp", "profile", "category")
+# Part of a Gemini spec's cache key; bump it when what a spec answer means changes.
+SPEC_KEY_VERSION = 1
 
 
 P = ParamSpec("P")
@@ -587,6 +589,7 @@ class _RequestMaker:
             n_items=n_items,
             n_interactions=n_interactions,
             seed=seed,
+            format_version=FORMAT_VERSION,
             **fields,
         )
 
@@ -686,8 +689,10 @@ def _spec_of(profile: Profile) -> BehaviorSpec:
 
 
 def _spec_key(profile: Profile, model: str) -> str:
+    # A Gemini-written spec means the same whatever the simulator does with it,
+    # so a new FORMAT_VERSION does not pay for it again.
     identity = json.dumps(
-        {"profile": profile.identity(), "model": model, "format": FORMAT_VERSION},
+        {"profile": profile.identity(), "model": model, "format": SPEC_KEY_VERSION},
         sort_keys=True,
     )
     return hashlib.sha256(identity.encode()).hexdigest()

@@ -22,8 +22,9 @@ from pytest_prisyn.profiles import check_name
 
 # Bump whenever a change to a generator or to the stored layout would give a
 # request different data: old entries then stop matching instead of being
-# served as if they were current.
-FORMAT_VERSION = 1
+# served as if they were current. 2: the vectorised sampler and timeline, and
+# activity that bends below its cap (pytest-prisyn's second session).
+FORMAT_VERSION = 2
 
 Backend = Literal["simulate", "gemini"]
 Generation = Literal["spec", "rows"]

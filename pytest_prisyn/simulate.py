@@ -25,6 +25,7 @@ The model, in the order it runs:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -43,7 +44,7 @@ DENSE_CELLS = 1 << 22
 TAKEN_CELLS = 1 << 23
 REDRAW_ROUNDS = 30
 QUICK_REDRAWS = 6
-SATURATION = 4  # how sharply activity bends below its cap (see _saturate)
+SATURATION_TOLERANCE = 1e-6  # of _saturate's log scale; counts are rounded anyway
 USED_UP = 1e-12
 CALIBRATION_BLOCKS = 16
 CALIBRATION_ROWS = 50_000
@@ -829,16 +830,26 @@ def _saturate(weights: np.ndarray, caps: np.ndarray, total: int) -> np.ndarray:
     they are, to be clipped.
     """
 
+    open_caps = caps > 0
+    inverse_caps = np.divide(1.0, caps, out=np.zeros(len(caps)), where=open_caps)
+
     def bent(log_scale: float) -> np.ndarray:
         x = np.exp(log_scale) * weights
-        with np.errstate(divide="ignore", invalid="ignore"):
-            bend = (1.0 + (x / caps) ** SATURATION) ** (1.0 / SATURATION)
-            return np.where(caps > 0, x / bend, 0.0)
+        ratio = np.square(np.square(x * inverse_caps))  # (x / cap)^4
+        return np.where(open_caps, x / np.sqrt(np.sqrt(1.0 + ratio)), 0.0)
 
-    low, high = -50.0, 50.0
-    if total <= 0 or bent(high).sum() < total:
+    open_weight = float(weights[open_caps].sum())
+    if total <= 0 or open_weight <= 0:
         return weights
-    for _ in range(100):
+    # Bending only lowers a value, so the scale is at least total / weight;
+    # widen the bracket upwards until it holds the answer (or give up).
+    low = high = math.log(total / open_weight)
+    step = 0.5
+    while bent(high).sum() < total:
+        if step > 64:
+            return weights
+        low, high, step = high, high + step, step * 2
+    while high - low > SATURATION_TOLERANCE:
         middle = (low + high) / 2
         if bent(middle).sum() > total:
             high = middle

@@ -15,6 +15,8 @@ from fake_gemini import fake_model, serving_fake_model, task
 from gemini_server import GeminiServer, RecordedRequest, Reply
 
 from pytest_prisyn import cli
+from pytest_prisyn import engine as engine_module
+from pytest_prisyn.request import FORMAT_VERSION
 
 KEY = "sk-planted-gemini-key-42"
 
@@ -337,3 +339,24 @@ def test_growing_a_rows_dataset_pays_only_for_the_extra_rows(
     )
 
     assert rows_asked(server) == 400
+
+
+@pytest.mark.parametrize("generation", ["spec", "rows"])
+def test_a_new_data_format_regenerates_without_paying_gemini_again(
+    pytester: pytest.Pytester,
+    server: GeminiServer,
+    monkeypatch: pytest.MonkeyPatch,
+    generation: str,
+) -> None:
+    suite(pytester, generation)
+    pytester.runpytest("--prisyn-backend=gemini").assert_outcomes(passed=1)
+    calls = server.request_count
+    # What a release that changes the generator does (the inner run shares
+    # this process, so it sees the patched version).
+    monkeypatch.setattr(engine_module, "FORMAT_VERSION", FORMAT_VERSION + 1)
+
+    again = pytester.runpytest("--prisyn-backend=gemini")
+
+    again.assert_outcomes(passed=1)
+    again.stdout.fnmatch_lines(["datasets: 0 from cache, 1 generated (gemini: 1)*"])
+    assert server.request_count == calls

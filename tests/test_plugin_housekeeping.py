@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from pytest_prisyn.request import FORMAT_VERSION
 from pytest_prisyn.store import Store
 
 TWO_TESTS = """
@@ -56,7 +57,7 @@ def test_whole_suite_run_lists_datasets_no_test_asked_for(
     result.stdout.fnmatch_lines(
         [
             "recorded datasets no test asked for: 1 (--prisyn-prune deletes them*",
-            "  * gamer 10u/30it/100r seed=0 (simulate, format 1)",
+            f"  * gamer 10u/30it/100r seed=0 (simulate, format {FORMAT_VERSION})",
         ]
     )
 

@@ -7,6 +7,7 @@ import pytest
 from pytest_prisyn.errors import ProfileError, RequestError
 from pytest_prisyn.profiles import ProfileRegistry
 from pytest_prisyn.request import (
+    FORMAT_VERSION,
     DatasetRequest,
     check_arguments,
     check_sizes,
@@ -34,7 +35,7 @@ def test_fingerprint_is_stable_and_documented() -> None:
     assert request.fingerprint() == make().fingerprint()
     assert len(request.fingerprint()) == 64
     assert request.canonical_json().startswith('{"backend":"simulate"')
-    assert '"format_version":1' in request.canonical_json()
+    assert f'"format_version":{FORMAT_VERSION}' in request.canonical_json()
 
 
 @pytest.mark.parametrize(
@@ -45,7 +46,7 @@ def test_fingerprint_is_stable_and_documented() -> None:
         {"n_items": 21},
         {"n_interactions": 101},
         {"backend": "gemini", "model": "m", "generation": "spec"},
-        {"format_version": 2},
+        {"format_version": FORMAT_VERSION + 1},
         {"population": (("tech", 0.5), ("gamer", 0.5))},
     ],
 )

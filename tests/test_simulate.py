@@ -98,7 +98,7 @@ def test_golden_digest_pins_the_data_format() -> None:
         {"tech": 1, "foodie": 1}, n_users=40, n_items=80, n_interactions=600
     ).frame()
 
-    assert FORMAT_VERSION == 1
+    assert FORMAT_VERSION == 2
     assert digest(frame) == GOLDEN
 
 
