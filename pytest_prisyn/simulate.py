@@ -48,6 +48,8 @@ SATURATION_TOLERANCE = 1e-6  # of _saturate's log scale; counts are rounded anyw
 USED_UP = 1e-12
 CALIBRATION_BLOCKS = 16
 CALIBRATION_ROWS = 50_000
+CALIBRATION_MIN_ROWS = 1_000
+CALIBRATION_TWIN_BLOCKS = 64  # blocks twins may draw in all
 QUALITY_WEIGHT = 0.8
 FAVOURITE_CONCENTRATION = 12.0
 BREADTH_CONCENTRATION = 8.0
@@ -79,6 +81,7 @@ _STREAM_ACTIVITY = 2
 _STREAM_ASSIGN = 3
 _STREAM_BLOCK = 5
 _STREAM_NAMES = 6
+_STREAM_TWIN = 7
 
 _SERIES = ("", "Pro", "Lite", "Max", "Mini", "Plus", "Air", "One", "X", "S", "Ultra")
 _ADJECTIVES = [
@@ -190,7 +193,7 @@ class Simulator:
             item_id=np.empty(total, np.int64),
             rating=np.empty(total, np.float64),
             timestamp_s=np.empty(total, np.int64),
-            profile_code=np.empty(total, np.int8),
+            profile_code=np.empty(total, self.user_profile.dtype),
             category_code=np.empty(total, np.int16),
         )
         for block in self._blocks(start, stop):
@@ -275,7 +278,9 @@ class Simulator:
                 f"split by shares {shares} round to 0 for them; raise n_users or "
                 "their share"
             )
-        codes = np.repeat(np.arange(len(self.profiles)), per_profile).astype(np.int8)
+        # One byte a user holds up to 127 profiles; more need a wider type.
+        small = np.int8 if len(self.profiles) < 128 else np.int32
+        codes = np.repeat(np.arange(len(self.profiles)), per_profile).astype(small)
         if len(self.profiles) > 1:
             codes = _rng(self.seed, _STREAM_ASSIGN).permutation(codes)
         self.user_profile = codes
@@ -328,6 +333,20 @@ class Simulator:
                 latents[p].append(draw.latent[draw.profiles[draw.local] == p])
             if min(sum(map(len, found)) for found in latents) >= CALIBRATION_ROWS:
                 break
+        # Cut on its own few scores, a small request would get the declared
+        # stars exactly, the same multiset for every seed (one row: always
+        # the lowest star). Such profiles are calibrated on twins of the
+        # blocks as well: the same users drawn again from other streams.
+        used = min(n_blocks, CALIBRATION_BLOCKS)
+        twin = 0
+        while twin < CALIBRATION_TWIN_BLOCKS // used and (
+            min(sum(map(len, found)) for found in latents) < CALIBRATION_MIN_ROWS
+        ):
+            twin += 1
+            for block in range(used):
+                draw = self._draw_block(block, twin)
+                for p in range(len(self.specs)):
+                    latents[p].append(draw.latent[draw.profiles[draw.local] == p])
         self._thresholds = []
         for p, spec in enumerate(self.specs):
             cumulative = np.cumsum(spec.star_probabilities())[:-1]
@@ -342,8 +361,12 @@ class Simulator:
         for block in range(start // BLOCK_USERS, -(-stop // BLOCK_USERS)):
             yield self._block(block)
 
-    def _draw_block(self, block: int) -> _Draw:
-        rng = _rng(self.seed, _STREAM_BLOCK, block)
+    def _draw_block(self, block: int, twin: int = 0) -> _Draw:
+        """Draw a block's users' items and scores; a twin draws them anew."""
+        if twin:
+            rng = _rng(self.seed, _STREAM_TWIN, block, twin)
+        else:
+            rng = _rng(self.seed, _STREAM_BLOCK, block)
         first = block * BLOCK_USERS
         last = min(first + BLOCK_USERS, self.n_users)
         profiles = self.user_profile[first:last]
@@ -680,6 +703,18 @@ class Simulator:
         seconds = elapsed + np.repeat(
             session_start[used] - elapsed[first_row], session_size[used]
         )
+        # Rows come user by user here too. A spec at its limits (a one-day
+        # span, minutes between clicks) can run past the span's end: such a
+        # user's times are squeezed back into it.
+        active = np.flatnonzero(counts)
+        latest = np.zeros(n_users)
+        if len(active):
+            first_of_user = (np.cumsum(counts) - counts)[active]
+            latest[active] = np.maximum.reduceat(seconds, first_of_user)
+        end = span - 1.0
+        if np.any(latest > end):
+            squeeze = np.where(latest > end, end / np.maximum(latest, 1.0), 1.0)
+            seconds *= np.repeat(squeeze, counts)
         # The shuffled rows take their user's times in time order: a random
         # row order either way, and sorting values is cheaper than an argsort
         # (sessions mostly come in time order already, so it has little to do).

@@ -102,7 +102,7 @@ def test_golden_digest_pins_the_data_format() -> None:
     assert digest(frame) == GOLDEN
 
 
-GOLDEN = "bb5d3d69538e638add93066b97351b506505661c4470c0d36234b00588feaf2e"
+GOLDEN = "1a930735b11c8f03c5e4204a5ed279666795edddaa525a979b924f8d1d480d2c"
 
 
 def test_every_user_is_capped_by_the_catalog_and_dense_requests_work() -> None:
@@ -238,6 +238,71 @@ def test_every_timeline_fits_the_profiles_span() -> None:
         assert rows["timestamp"].max() <= start + pd.Timedelta(days=days)
     late = frame["timestamp"] > start + pd.Timedelta(days=0.8 * max(spans.values()))
     assert frame.loc[late, "user_id"].nunique() > 200
+
+
+@pytest.mark.parametrize(
+    "timing",
+    [
+        {"span_days": 1},
+        {"span_days": 3, "session_size": 400, "session_gap_seconds": 3600},
+        {"span_days": 30, "session_gap_seconds": 1e9},
+    ],
+    ids=["one-day", "long-sessions", "huge-gaps"],
+)
+def test_a_spec_at_its_limits_still_keeps_inside_its_span(timing: dict) -> None:
+    shares = {"star_shares": [1, 1, 2, 3, 3]}
+    spec = build_spec(
+        {"categories": {"a": 1, "b": 1}, **shares, **timing}, owner="edge"
+    )
+    frame = Simulator(
+        population=[("edge", 1.0)],
+        specs={"edge": spec},
+        n_users=30,
+        n_items=500,
+        n_interactions=6000,
+        seed=2,
+    ).frame()
+    start = pd.Timestamp("2024-01-01", tz="UTC")
+
+    assert frame["timestamp"].min() >= start
+    assert frame["timestamp"].max() < start + pd.Timedelta(days=timing["span_days"])
+    assert frame.groupby("user_id")["timestamp"].is_monotonic_increasing.all()
+
+
+def test_tiny_requests_get_ratings_by_chance_not_by_quota() -> None:
+    # Cut on its own single score, a one-row dataset was always the lowest star.
+    ratings = [
+        simulator(n_users=1, n_items=5, n_interactions=1, seed=seed).frame()
+        for seed in range(12)
+    ]
+    stars = [int(frame["rating"].iloc[0]) for frame in ratings]
+
+    assert len(set(stars)) >= 3
+    assert set(stars) <= {1, 2, 3, 4, 5}
+
+
+def test_more_than_127_profiles_share_one_population() -> None:
+    specs = {
+        f"p{index}": build_spec(
+            {
+                "categories": {f"c{index % 7}": 2, "misc": 1},
+                "star_shares": [1, 1, 2, 3, 3],
+            },
+            owner="p",
+        )
+        for index in range(130)
+    }
+    frame = Simulator(
+        population=[(name, 1 / 130) for name in sorted(specs)],
+        specs=specs,
+        n_users=260,
+        n_items=100,
+        n_interactions=2600,
+        seed=0,
+    ).frame()
+
+    assert frame["profile"].nunique() == 130
+    assert len(frame) == 2600
 
 
 def test_weekends_and_evenings_are_busier() -> None:
