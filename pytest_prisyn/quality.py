@@ -639,9 +639,9 @@ def _refuse_rows(column: pd.Series[Any], bad: Any, problem: str) -> None:
     if where.size:
         first = int(where[0])
         value = column.iloc[first]
-        shown = (
-            "empty" if pd.isna(value) else repr(getattr(value, "item", lambda: value)())
-        )
+        if isinstance(value, np.generic):
+            value = value.item()  # np.float64(inf) reads as inf
+        shown = "empty" if pd.isna(value) else repr(value)
         raise ValueError(
             f"{problem} in {where.size} of {len(column)} rows (first: data row "
             f"{first + 1}, value {shown}); fix or drop those rows"

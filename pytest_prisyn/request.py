@@ -22,8 +22,8 @@ from pytest_prisyn.profiles import check_name
 
 # Bump whenever a change to a generator or to the stored layout would give a
 # request different data: old entries then stop matching instead of being
-# served as if they were current. 2: the vectorised sampler and timeline, and
-# activity that bends below its cap (pytest-prisyn's second session).
+# served as if they were current. 2: the vectorised sampler and timeline,
+# activity bent below its cap, small requests calibrated on twin draws.
 FORMAT_VERSION = 2
 
 Backend = Literal["simulate", "gemini"]
