@@ -327,10 +327,14 @@ class Simulator:
         latents: list[list[np.ndarray]] = [[] for _ in self.specs]
         n_blocks = -(-self.n_users // BLOCK_USERS)
         self._drawn: dict[int, _Draw] = {}
-        for block in range(min(n_blocks, CALIBRATION_BLOCKS)):
-            draw = self._drawn[block] = self._draw_block(block)
+
+        def pool(draw: _Draw) -> None:
             for p in range(len(self.specs)):
                 latents[p].append(draw.latent[draw.profiles[draw.local] == p])
+
+        for block in range(min(n_blocks, CALIBRATION_BLOCKS)):
+            draw = self._drawn[block] = self._draw_block(block)
+            pool(draw)
             if min(sum(map(len, found)) for found in latents) >= CALIBRATION_ROWS:
                 break
         # Cut on its own few scores, a small request would get the declared
@@ -344,9 +348,7 @@ class Simulator:
         ):
             twin += 1
             for block in range(used):
-                draw = self._draw_block(block, twin)
-                for p in range(len(self.specs)):
-                    latents[p].append(draw.latent[draw.profiles[draw.local] == p])
+                pool(self._draw_block(block, twin))
         self._thresholds = []
         for p, spec in enumerate(self.specs):
             cumulative = np.cumsum(spec.star_probabilities())[:-1]
